@@ -1,0 +1,89 @@
+"""`vladapter <command>`: one entry point, one subcommand per pipeline stage.
+
+Each command lives in the module that implements it, which exposes
+
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int | None
+
+Modules are imported only when their command runs (or its --help is asked for), so
+`vladapter --help` is instant and a stage never pays for another stage's imports.
+The Snakemake rules, the tests and users all call these same commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Order = the order of the pipeline.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "toyworld": ("vladapter.data.toyworld", "generate the toy world in the published dataset formats"),
+    "download": ("vladapter.data.download", "download a real dataset's files (resumable, checksum-verified)"),
+    "prepare": ("vladapter.data.prepare", "read a dataset's published files into prepared JSON-lines records"),
+    "build-tokenizer": ("vladapter.models.tokenizer", "build the word-level tokenizer of the toy models"),
+    "sample-frames": ("vladapter.features.frames", "sample video frames with decord into one HDF5 per dataset"),
+    "train-toy-clip": ("vladapter.features.toy_clip", "train the tiny CLIP on toy image-caption pairs"),
+    "extract-features": ("vladapter.features.extract", "extract frozen CLIP features into HDF5"),
+    "probe": ("vladapter.features.probe", "linear-probe features on toy attributes (scikit-learn)"),
+    "params": ("vladapter.petl.accounting", "trainable/total parameters of every PETL preset"),
+    "pretrain": ("vladapter.train.pretrain", "VL pre-training of the backbone (span MLM, matching, QA)"),
+    "train": ("vladapter.train.run", "multi-task training with a PETL method"),
+    "evaluate": ("vladapter.evaluate.run", "generate and score with the official metrics"),
+    "report": ("vladapter.report.run", "results table, scores CSV, params-vs-score plot"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(map(len, COMMANDS))
+    lines = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
+    return argparse.ArgumentParser(
+        prog="vladapter",
+        description="Parameter-efficient transfer learning for vision-and-language models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands:\n{lines}\n\nRun `vladapter <command> --help` for a command's options.",
+        usage="vladapter [-h] [--version] <command> [options]",
+    )
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    module_name, help_ = COMMANDS[command]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(
+        prog=f"vladapter {command}",
+        description=(module.__doc__ or help_).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(parser)
+    parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vladapter import __version__
+    from vladapter.errors import VladapterError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0
+    if argv[0] == "--version":
+        print(f"vladapter {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        top.error(f"unknown command {command!r} (choose from: {', '.join(COMMANDS)})")
+    args = build_parser(command).parse_args(rest)
+    try:
+        return int(args._run(args) or 0)
+    except VladapterError as e:
+        print(f"vladapter {command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vladapter {command}: interrupted; completed work is kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
