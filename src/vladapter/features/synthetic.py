@@ -1,0 +1,46 @@
+"""Small synthetic media for tests and benchmarks: mp4 videos (PyAV) and images whose
+pixels say which frame / image they are, so a test can check what was sampled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def frame_value(i: int) -> int:
+    """The grey level of frame ``i`` in ``write_video`` (distinct for the first 32 frames)."""
+    return (i * 8) % 256
+
+
+def write_video(path: str | Path, n_frames: int = 30, fps: int = 10, width: int = 64, height: int = 48,
+                noise: bool = False, seed: int = 0) -> Path:
+    """Write an H.264 mp4 whose frame ``i`` is uniform grey ``frame_value(i)`` (plus random
+    texture with ``noise``, which makes decoding cost like a real video's)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(n_frames):
+            img = np.full((height, width, 3), frame_value(i), np.uint8)
+            if noise:
+                img = (img + rng.integers(0, 64, img.shape)).clip(0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_image(path: str | Path, width: int = 80, height: int = 60, seed: int = 0) -> Path:
+    """Write a random-texture RGB image (format from the suffix: .jpg, .png)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
