@@ -72,3 +72,30 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
             except json.JSONDecodeError as e:
                 raise DataError(f"invalid JSON ({e.msg})", path=path, record=f"line {lineno}",
                                 fix="repair or remove the line") from None
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory next to ``path``; on success it replaces ``path``.
+
+    For outputs that are directories (HF ``save_pretrained`` folders). On an exception the
+    temporary directory is removed and ``path`` is left as it was. A previous ``path`` is
+    moved aside before the rename and deleted after it, so a complete copy always exists.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / path.name)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
