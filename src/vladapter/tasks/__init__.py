@@ -1,0 +1,29 @@
+"""Tasks: one module per task (text format, training target, metric, submission format).
+
+``get_task("vqa")`` returns the task object; training, pre-training and evaluation all
+use it, so a task's behaviour is defined once.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from vladapter.tasks.base import Example, Task
+
+# task key -> module defining TASK
+TASK_MODULES = {
+    "vqa": "vqa", "gqa": "gqa", "nlvr": "nlvr", "caption": "caption",
+    "tvqa": "tvqa", "how2qa": "how2qa", "tvc": "tvc", "yc2c": "yc2c",
+}
+
+
+def get_task(name: str) -> Task:
+    """The task object for a task key; ConfigError names the known keys otherwise."""
+    if name not in TASK_MODULES:
+        from vladapter.errors import ConfigError
+
+        raise ConfigError(f"unknown task {name!r} (known: {', '.join(TASK_MODULES)})")
+    return importlib.import_module(f"vladapter.tasks.{TASK_MODULES[name]}").TASK
+
+
+__all__ = ["Example", "Task", "TASK_MODULES", "get_task"]

@@ -1,0 +1,96 @@
+"""What a task is: how a Record becomes model text, what it is trained on, how it is scored.
+
+Training, pre-training and evaluation all go through these objects, so a task's text
+format, target and metric live in exactly one place (its module in this package).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vladapter.data.records import Record
+from vladapter.utils.io import write_json
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: encoder text, decoder target, loss weight."""
+
+    source: str
+    target: str
+    weight: float = 1.0
+
+
+class Task:
+    """Base class. Subclasses set the class attributes and override what differs.
+
+    Decisions are made either by generation (``candidates`` is None: decode up to
+    ``max_new_tokens``) or by scoring fixed candidate targets (``candidates(record)``
+    returns them, the highest-likelihood one wins: NLVR2 true/false, video QA a0..a4).
+    """
+
+    name: str = ""                # task key (Record.task; routes per-task PETL modules)
+    prefix: str = ""              # "vqa:"; used when the method needs task prefixes
+    max_input_tokens: int = 32    # encoder text length limit
+    max_target_tokens: int = 8    # training target length limit
+    max_new_tokens: int = 8       # decoding limit
+    num_beams: int = 1            # default beams for generation
+    batch_scale: float = 1.0      # per-task batch size = round(base batch x scale)
+    metric: str = "accuracy"      # the headline metric key in `score`'s result
+    modality: str = "image"       # image | video
+    submission_suffix: str = ".json"
+
+    # --- text -------------------------------------------------------------------------
+    def source_text(self, record: Record, prefix: bool) -> str:
+        """Encoder input text (with the task prefix when ``prefix``)."""
+        return self._with_prefix(record.text, prefix)
+
+    def example(self, record: Record, rng: np.random.Generator, prefix: bool) -> Example:
+        """The training example for ``record`` (``rng`` picks among several targets)."""
+        return Example(self.source_text(record, prefix), self.answer(record))
+
+    def answer(self, record: Record) -> str:
+        """The single best target (highest score; ties: first)."""
+        if not record.targets:
+            raise ValueError(f"record {record.uid} has no targets")
+        return max(record.targets.items(), key=lambda kv: kv[1])[0]
+
+    def candidates(self, record: Record) -> list[str] | None:
+        """Fixed candidate targets to score, or None to decide by generation."""
+        return None
+
+    def _with_prefix(self, text: str, prefix: bool) -> str:
+        return f"{self.prefix} {text}".strip() if prefix else text
+
+    # --- evaluation -------------------------------------------------------------------
+    def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
+        """Metrics (percent) of ``predictions[i]`` for ``records[i]``."""
+        from vladapter.evaluate.metrics import exact_match
+
+        return {"accuracy": exact_match(predictions, [self.answer(r) for r in records])}
+
+    def majority(self, train_records: Sequence[Record]) -> str:
+        """The most frequent best answer in the training records (the baseline's answer)."""
+        counts = Counter(self.answer(r) for r in train_records)
+        if not counts:
+            raise ValueError(f"{self.name}: no training records for the majority answer")
+        return max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+
+    def write_submission(self, path: Path, predictions: Sequence[str], records: Sequence[Record]) -> Path:
+        """Write predictions in the benchmark's submission format; returns the file."""
+        path = Path(path).with_suffix(self.submission_suffix)
+        write_json(path, [{"uid": r.uid, "prediction": p} for r, p in zip(records, predictions)])
+        return path
+
+
+def numeric_id(uid: str):
+    """``uid`` as an int when it is one (benchmarks' ids are ints in their JSON)."""
+    try:
+        return int(uid)
+    except (TypeError, ValueError):
+        return uid

@@ -1,0 +1,248 @@
+"""Configuration of `vladapter train`, `pretrain` and `evaluate`.
+
+Each command reads its own section of config/config.yaml (``train``, ``pretrain``,
+``evaluate``); command-line flags override single keys. The dataclasses below are the
+schema of those sections: every key, its default, and what it means. Unknown keys are a
+ConfigError that names them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from vladapter.data.records import IMAGE_TASKS, VIDEO_TASKS
+from vladapter.errors import ConfigError
+
+# the paper's learning rates (image-text): full FT 1e-4, multiple/half-shared adapters 3e-4, others 1e-3
+PAPER_LR = {"full_finetuning": 1e-4, "multiple_adapters": 3e-4, "half_shared_adapters": 3e-4, "default": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    """Section ``train``: multi-task training of one PETL method.
+
+    lm:               language backbone (tiny-t5 | tiny-bart | t5-base | facebook/bart-base)
+    method:           PETL preset (vladapter.petl.PRESETS), e.g. single_adapter, full_finetuning
+    method_overrides: keyword overrides passed to petl.apply (e.g. {reduction_factor: 4})
+    tasks:            task keys trained together (image: vqa gqa nlvr caption; video: tvqa how2qa tvc yc2c)
+    init:             directory of a VL-pre-trained backbone (VLModel.save_pretrained), or null
+    tokenizer:        tokenizer directory or HF name
+    prepared_dir:     data/prepared (records: <prepared_dir>/<dataset>/<split>.jsonl)
+    features_dir:     data/features (features: <features_dir>/<source>.<backbone>.h5)
+    backbone:         visual backbone name in the feature file names
+    split:            training split
+    n_image_tokens:   visual tokens per image (grid adaptive-max-pooled)
+    n_video_frames:   frame tokens per video clip
+    max_examples:     at most this many records per task (null = all); for quick runs
+    steps:            optimiser steps of the run (null = epochs decide)
+    epochs:           passes over the data when steps is null (an epoch covers every task's data once)
+    batch_size:       base batch B; task t uses round(B x its batch_scale) (VQA B, GQA 100/60 B, ...)
+    grad_accum:       micro-batches per optimiser step
+    lr:               learning rate; a number, or a mapping method -> lr with a "default" entry
+    warmup_ratio:     linear warmup over this share of the steps, then linear decay to 0
+    weight_decay:     AdamW weight decay (never on biases and LayerNorm weights)
+    adam_eps:         AdamW epsilon
+    grad_clip:        gradient-norm clipping (0 = off)
+    dropout:          dropout probability of the backbone (null = the model config's)
+    seed:             seed of initialisation, data order and sampled targets
+    num_workers:      DataLoader worker processes
+    checkpoint_every: write a resumable checkpoint every this many steps (0 = only at the end)
+    keep_checkpoints: how many step checkpoints to keep
+    log_every:        log loss and lr to dvclive every this many steps
+    precision:        auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+    video:            overrides of the keys above for video-text runs (all tasks video)
+    """
+
+    lm: str = "tiny-t5"
+    method: str = "single_adapter"
+    method_overrides: dict[str, Any] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=lambda: list(IMAGE_TASKS))
+    init: str | None = None
+    tokenizer: str = "models/tokenizer"
+    prepared_dir: str = "data/prepared"
+    features_dir: str = "data/features"
+    backbone: str = "toyclip"
+    split: str = "train"
+    n_image_tokens: int = 16
+    n_video_frames: int = 16
+    max_examples: int | None = None
+    steps: int | None = None
+    epochs: float | None = 10
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: Any = field(default_factory=lambda: dict(PAPER_LR))
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-6
+    grad_clip: float = 5.0
+    dropout: float | None = None
+    seed: int = 0
+    num_workers: int = 0
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 1
+    log_every: int = 10
+    precision: str = "auto"
+    video: dict[str, Any] = field(default_factory=dict)
+
+    def learning_rate(self) -> float:
+        """The lr of this run's method (``lr`` may be one number or a per-method mapping)."""
+        if isinstance(self.lr, (int, float)):
+            return float(self.lr)
+        if isinstance(self.lr, dict):
+            value = self.lr.get(self.method, self.lr.get("default"))
+            if value is not None:
+                return float(value)
+        raise ConfigError(f"train.lr must be a number or a mapping with a 'default' entry, got {self.lr!r}")
+
+    def validate(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
+        if not (self.steps or 0) > 0 and not (self.epochs or 0) > 0:
+            raise ConfigError("train: set steps > 0 or epochs > 0")
+        if not self.tasks:
+            raise ConfigError("train.tasks is empty")
+        self.learning_rate()
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    """Section ``pretrain``: VL pre-training of the whole backbone (the ``train`` keys, plus):
+
+    objectives: pre-training objectives (span: masked span prediction on captions,
+                itm: image-text matching, qa: question answering)
+    enabled:    read by the workflow (whether runs start from the pre-trained backbone)
+    compare:    read by the workflow (methods also trained without pre-training, <run>-nopt)
+    Defaults differ from ``train``: method full_finetuning, tasks [pretrain], lr 1e-3.
+    """
+
+    method: str = "full_finetuning"
+    tasks: list[str] = field(default_factory=lambda: ["pretrain"])
+    objectives: list[str] = field(default_factory=lambda: ["span", "itm", "qa"])
+    lr: Any = 1e-3
+    epochs: float | None = 10
+    enabled: bool = True
+    compare: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvaluateConfig:
+    """Section ``evaluate``: generation and scoring.
+
+    split:          evaluated split (test = the paper's test split)
+    tasks:          task keys to evaluate (default: those the run was trained on)
+    batch_size:     examples per generation batch
+    num_beams:      beams for generation (null = each task's default: 5 for captions, 1 else)
+    max_new_tokens: decoding limit (null = each task's default: 20 for captions, 10 for QA)
+    max_examples:   at most this many records per task (null = all)
+    prepared_dir, features_dir, backbone, tokenizer, n_image_tokens, n_video_frames:
+                    as in ``train`` (read from the run's train.json when not given)
+    """
+
+    split: str = "test"
+    tasks: list[str] | None = None
+    batch_size: int = 64
+    num_beams: int | None = None
+    max_new_tokens: int | None = None
+    max_examples: int | None = None
+    prepared_dir: str | None = None
+    features_dir: str | None = None
+    backbone: str | None = None
+    tokenizer: str | None = None
+    n_image_tokens: int | None = None
+    n_video_frames: int | None = None
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("evaluate.batch_size must be >= 1")
+
+
+C = TypeVar("C")
+
+
+def load_section(path: str | Path | None, section: str, cls: type[C], overrides: dict[str, Any] | None = None) -> C:
+    """Build ``cls`` from ``section`` of the YAML file at ``path`` (if any), then ``overrides``.
+
+    ``overrides`` holds command-line values; None values mean "not given". Unknown keys
+    in the file raise ConfigError naming the file, the section and the keys.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        values = dict(doc.get(section) or {})
+        _check_keys(values, cls, f"{path}: section '{section}'")
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    video = values.pop("video", None) or {}
+    if video:
+        # video-text runs (every task a video task) take the `video` overrides
+        _check_keys(video, cls, f"{path}: section '{section}.video'")
+        tasks = given.get("tasks", values.get("tasks", cls().tasks))
+        if tasks and all(t in VIDEO_TASKS for t in tasks):
+            values.update(video)
+    values.update(given)
+    try:
+        config = cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"section '{section}': {e}") from None
+    if hasattr(config, "validate"):
+        config.validate()
+    return config
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """``key: text`` lines of the dataclass docstrings (the documentation of each key)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        for line in (klass.__doc__ or "").splitlines():
+            name, sep, text = line.strip().partition(":")
+            if sep and name.isidentifier() and text.strip():
+                docs[name] = text.strip()
+    return docs
+
+
+def _check_keys(values: dict, cls: type, where: str) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys: {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One ``--key`` flag per scalar/list field of ``cls``, defaulting to None (= the config's value)."""
+    docs = _field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name in ("method_overrides", "video", "enabled", "compare"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = str(f.type)
+        help_ = f"{docs.get(f.name, f.name)} (default: {default})".replace("%", "%%")
+        if kind.startswith("list"):
+            parser.add_argument(flag, nargs="+", default=None, help=help_)
+        elif f.name == "lr":
+            parser.add_argument(flag, type=float, default=None, help=help_)
+        else:
+            typ = {"int": int, "float": float, "int | None": int, "float | None": float}.get(kind, str)
+            parser.add_argument(flag, type=typ, default=None, help=help_)
+
+
+def overrides_from(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The values of ``cls``'s fields given on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def to_dict(config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
