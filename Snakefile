@@ -1,0 +1,44 @@
+"""vladapter: parameter-efficient transfer learning for V&L models, as one DAG.
+
+    snakemake --profile profiles/default                   # the toy world, end to end
+    snakemake --profile profiles/default --configfile config/paper-image.yaml
+    snakemake --profile profiles/slurm ...                 # every job a SLURM job
+
+Each rule runs one `vladapter <command>`; the graph is defined here only (dvc.yaml is
+generated from it: workflow/scripts/dvc_yaml.py). See docs/workflow.md.
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="[a-z0-9]+",
+    source="[a-z0-9]+",
+    split="train|val|test",
+    backbone=_alternatives(BACKBONES),
+    lm=_alternatives(LMS),
+    run=_alternatives({name for _, name in RUNS}),
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/results.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True
+
+
+onsuccess:
+    print(success_message())

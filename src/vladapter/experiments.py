@@ -1,0 +1,91 @@
+"""The experiment matrix a workflow config describes: which runs exist and where they live.
+
+One place for run names and paths, used by the Snakemake rules (workflow/rules/*.smk)
+and by `vladapter report`. A run trains one PETL preset on all tasks of one modality:
+
+    <run> = <modality>-<preset>[-nopt]      e.g. image-single_adapter, video-single_lora,
+                                                 image-full_finetuning-nopt
+``-nopt`` marks the runs of the pre-training comparison that start from the backbone
+without VL pre-training; with ``pretrain.enabled`` every other run starts from
+``models/pretrain/<lm>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from vladapter.data.records import DATASET_TASK
+
+MODALITIES = ("image", "video")
+
+# dataset -> the feature source its records refer to (VQAv2 asks about COCO images)
+FEATURE_SOURCE = {
+    "vqav2": "coco", "coco": "coco", "gqa": "gqa", "nlvr2": "nlvr2", "pretrain": "pretrain",
+    "tvqa": "tvqa", "how2qa": "how2qa", "tvc": "tvc", "yc2c": "yc2c",
+}
+
+
+def name_key(name: str) -> str:
+    """The path-safe key of a model name: its last path component (facebook/bart-base -> bart-base)."""
+    return name.rstrip("/").split("/")[-1]
+
+
+@dataclass(frozen=True)
+class Run:
+    lm: str          # key of the language backbone (name_key of the configured name)
+    modality: str    # image | video
+    method: str      # PETL preset name
+    pretrained: bool  # starts from the VL-pre-trained backbone
+
+    @property
+    def name(self) -> str:
+        return f"{self.modality}-{self.method}" + ("" if self.pretrained else "-nopt")
+
+    @property
+    def model_dir(self) -> str:
+        return f"models/{self.lm}/{self.name}"
+
+    @property
+    def metrics_path(self) -> str:
+        return f"metrics/{self.lm}/{self.name}.json"
+
+
+def parse_run_name(name: str) -> tuple[str, str, bool]:
+    """``image-single_adapter-nopt`` -> (``image``, ``single_adapter``, False)."""
+    modality, _, rest = name.partition("-")
+    if modality not in MODALITIES or not rest:
+        raise ValueError(f"not a run name: {name!r} (expected <image|video>-<preset>[-nopt])")
+    nopt = rest.endswith("-nopt")
+    return modality, rest[: -len("-nopt")] if nopt else rest, not nopt
+
+
+def runs(config: Mapping[str, Any]) -> list[Run]:
+    """Every run of the config, in table order: per LM, image then video, comparison last."""
+    pretrain = config["pretrain"]["enabled"]
+    out = []
+    for lm in map(name_key, config["lms"]):
+        for modality in MODALITIES:
+            if config["datasets"][modality]:
+                out += [Run(lm, modality, m, pretrain) for m in config["methods"][modality]]
+        if pretrain:
+            modality = "image" if config["datasets"]["image"] else "video"
+            out += [Run(lm, modality, m, False) for m in config["pretrain"].get("compare", [])]
+    return out
+
+
+def tasks(config: Mapping[str, Any], modality: str) -> list[str]:
+    """Task keys of a modality's datasets, in config order (vqa, gqa, nlvr, caption ...)."""
+    return [DATASET_TASK[d] for d in config["datasets"][modality]]
+
+
+def train_settings(config: Mapping[str, Any], run: Run) -> dict[str, Any]:
+    """The training settings of one run: the ``train`` section with the modality's
+    overrides applied and ``lr`` resolved to this run's preset."""
+    section = dict(config["train"])
+    overrides = section.pop("video", None) or {}
+    if run.modality == "video":
+        section.update(overrides)
+    lr = section["lr"]
+    section["lr"] = lr.get(run.method, lr["default"]) if isinstance(lr, Mapping) else lr
+    return section

@@ -1,0 +1,175 @@
+# Config validation, the experiment matrix and path helpers shared by every rule file.
+
+import os
+import re
+
+import yaml
+from snakemake.utils import validate
+
+from vladapter import experiments as X
+from vladapter.utils.io import write_text
+
+
+# Before any job: a wrong key or value stops here with a message naming it.
+validate(config, "../schemas/config.schema.yaml")
+
+TOY = config["world"]["kind"] == "toy"
+IMAGE_DATASETS = config["datasets"]["image"]
+VIDEO_DATASETS = config["datasets"]["video"]
+PRETRAIN = config["pretrain"]["enabled"]
+SPLITS = ["train", "val", "test"]
+LMS = {X.name_key(lm): lm for lm in config["lms"]}
+RUNS = {(r.lm, r.name): r for r in X.runs(config)}
+BACKBONES = {X.name_key(config["backbone"][m]): config["backbone"][m] for m in X.MODALITIES}
+ENV = "../envs/vladapter.yaml"
+
+# The merged, validated config (config files + --config overrides) handed to every
+# command, so commands see exactly what the workflow validated. Rewritten only when its
+# content changes; it is not an input of any job; each rule's params carry the settings it
+# depends on, which is what makes Snakemake rerun the right jobs.
+CONFIG = "logs/config.yaml"
+_effective = yaml.safe_dump(config, sort_keys=False)
+if not os.path.exists(CONFIG) or open(CONFIG).read() != _effective:
+    write_text(CONFIG, _effective)
+
+
+def _alternatives(names):
+    return "|".join(map(re.escape, sorted(names))) or "(?!)"
+
+
+def res(kind):
+    """Resources of a job class (config `resources`): threads come separately."""
+    return {k: v for k, v in config["resources"][kind].items() if k != "threads"}
+
+
+def threads(kind):
+    return config["resources"][kind]["threads"]
+
+
+def launcher(wildcards, resources):
+    """Multi-GPU jobs run under torchrun (DDP), one process per GPU; others run directly."""
+    gpus = int(resources.gpu)
+    return f"torchrun --standalone --nproc_per_node={gpus} --no-python " if gpus > 1 else ""
+
+
+# --- paths -----------------------------------------------------------------------------
+
+def raw(dataset):
+    """What marks a dataset's raw files as present: the toy world, or its download."""
+    return "data/raw/toy_stats.json" if TOY else f"data/raw/{dataset}"
+
+
+def raw_inputs(wildcards):
+    needs = [wildcards.dataset] + (["coco"] if wildcards.dataset == "vqav2" else [])
+    return sorted({raw(d) for d in needs})
+
+
+def prepared(dataset, splits=SPLITS):
+    return [f"data/prepared/{dataset}/{split}.jsonl" for split in splits]
+
+
+def modality_of(source):
+    return "video" if source in VIDEO_DATASETS else "image"
+
+
+def features(source):
+    return f"data/features/{source}.{X.name_key(config['backbone'][modality_of(source)])}.h5"
+
+
+def datasets_of(modality):
+    return IMAGE_DATASETS if modality == "image" else VIDEO_DATASETS
+
+
+def all_datasets():
+    return IMAGE_DATASETS + VIDEO_DATASETS + (["pretrain"] if PRETRAIN else [])
+
+
+def sources(modality=None):
+    """Feature sources, each once (vqav2 and coco share the COCO images)."""
+    names = []
+    for d in all_datasets():
+        if modality in (None, "video" if d in VIDEO_DATASETS else "image"):
+            names.append(X.FEATURE_SOURCE[d])
+    return list(dict.fromkeys(names))
+
+
+def run_of(wildcards):
+    return RUNS[(wildcards.lm, wildcards.run)]
+
+
+def tokenizer():
+    """The tokenizer argument: the built word-level one (toy) or the LM's own."""
+    return config["tokenizer"]
+
+
+def all_targets():
+    targets = [r.metrics_path for r in RUNS.values()]
+    targets += ["results/table.md", "results/scores.csv", "results/params_vs_score.png"]
+    if TOY:
+        targets += [f"metrics/probe/{s}.json" for s in sources("image")]
+    return targets
+
+
+def success_message():
+    return (
+        "\nvladapter: done.\n"
+        "  table:   results/table.md   (scores: results/scores.csv)\n"
+        "  plot:    results/params_vs_score.png, training curves: results/curves.png\n"
+        "  report:  run `snakemake --report report.html` for the HTML report\n"
+        "  metrics: metrics/<lm>/<run>.json; compare versions with `dvc metrics diff`\n"
+    )
+
+
+# --- inputs and arguments of rules ----------------------------------------------------
+
+
+def extract_inputs(wildcards):
+    model = BACKBONES[wildcards.backbone]
+    inputs = {"model": "models/toyclip"} if model == "toyclip" else {}
+    if wildcards.source in VIDEO_DATASETS:
+        inputs["frames"] = f"data/frames/{wildcards.source}.h5"
+    else:
+        inputs["raw"] = raw(wildcards.source)
+    return inputs
+
+
+def extract_args(wildcards, input):
+    """What to read: sampled frames (videos) or the source's image folder."""
+    model = input.get("model", BACKBONES[wildcards.backbone])
+    what = (f"--frames {input.frames}" if "frames" in input.keys()
+            else f"--images data/raw/{wildcards.source}/images")
+    return f"{what} --model {model}"
+
+
+def model_inputs(datasets):
+    """Prepared records, features and tokenizer that training on ``datasets`` reads."""
+    inputs = {
+        "records": [p for d in datasets for p in prepared(d, ["train", "val"])],
+        "features": sorted({features(X.FEATURE_SOURCE[d]) for d in datasets}),
+    }
+    if tokenizer() == "models/tokenizer":
+        inputs["tokenizer"] = "models/tokenizer"
+    return inputs
+
+
+def train_inputs(wildcards):
+    run = run_of(wildcards)
+    inputs = model_inputs(datasets_of(run.modality))
+    if run.pretrained:
+        inputs["init"] = f"models/pretrain/{run.lm}"
+    return inputs
+
+
+def evaluate_inputs(wildcards):
+    run = run_of(wildcards)
+    datasets = datasets_of(run.modality)
+    return {
+        "model": run.model_dir,
+        "records": [p for d in datasets for p in prepared(d)],
+        "features": sorted({features(X.FEATURE_SOURCE[d]) for d in datasets}),
+    }
+
+
+def tokenizer_arg(wildcards, input):
+    """--tokenizer: the built word-level one (toy), else the LM's own (empty)."""
+    return input.tokenizer if "tokenizer" in input.keys() else ""

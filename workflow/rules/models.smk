@@ -1,0 +1,76 @@
+# Tokenizer (toy), VL pre-training, and multi-task training of every (LM, run).
+
+
+rule build_tokenizer:
+    input:
+        [p for d in all_datasets() for p in prepared(d)],
+    output:
+        directory("models/tokenizer"),
+    log:
+        "logs/build_tokenizer.log",
+    benchmark:
+        "logs/benchmarks/build_tokenizer.tsv"
+    threads: 1
+    resources:
+        **res("light"),
+    conda:
+        ENV
+    shell:
+        "vladapter build-tokenizer --prepared data/prepared --out {output} > {log} 2>&1"
+
+
+rule pretrain:
+    input:
+        **model_inputs(["pretrain"]),
+    output:
+        directory("models/pretrain/{lm}"),
+    params:
+        config=CONFIG,
+        lm=lambda w: LMS[w.lm],
+        settings={k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare")},
+        tokenizer=tokenizer_arg,
+        launcher=launcher,
+    log:
+        "logs/pretrain/{lm}.log",
+    benchmark:
+        "logs/benchmarks/pretrain/{lm}.tsv"
+    threads: threads("train")
+    resources:
+        **res("train"),
+    conda:
+        ENV
+    shell:
+        "{params.launcher}vladapter pretrain --config {params.config} --lm {params.lm}"
+        " --tokenizer '{params.tokenizer}' --prepared data/prepared --features data/features"
+        " --out {output} > {log} 2>&1"
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        directory("models/{lm}/{run}"),
+    params:
+        config=CONFIG,
+        lm=lambda w: LMS[w.lm],
+        method=lambda w: run_of(w).method,
+        tasks=lambda w: ",".join(X.tasks(config, run_of(w).modality)),
+        init=lambda w, input: f"--init {input.init}" if "init" in input.keys() else "",
+        # what this run's result depends on: a change here (and only here) retrains it
+        settings=lambda w: X.train_settings(config, run_of(w)),
+        lr=lambda w: X.train_settings(config, run_of(w))["lr"],
+        tokenizer=tokenizer_arg,
+        launcher=launcher,
+    log:
+        "logs/train/{lm}/{run}.log",
+    benchmark:
+        "logs/benchmarks/train/{lm}/{run}.tsv"
+    threads: threads("train")
+    resources:
+        **res("train"),
+    conda:
+        ENV
+    shell:
+        "{params.launcher}vladapter train --config {params.config} --lm {params.lm} --method {params.method}"
+        " --tasks {params.tasks} --lr {params.lr} {params.init} --tokenizer '{params.tokenizer}'"
+        " --prepared data/prepared --features data/features --out {output} > {log} 2>&1"

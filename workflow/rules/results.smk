@@ -1,0 +1,75 @@
+# Evaluation of every run, the majority-answer baseline, and the results report.
+
+
+rule evaluate:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        metrics="metrics/{lm}/{run}.json",
+        predictions=directory("predictions/{lm}/{run}"),
+    params:
+        config=CONFIG,
+        settings=config["evaluate"],
+    log:
+        "logs/evaluate/{lm}/{run}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{lm}/{run}.tsv"
+    threads: threads("train")
+    resources:
+        **res("train"),
+    conda:
+        ENV
+    shell:
+        "vladapter evaluate --config {params.config} --model {input.model} --prepared data/prepared"
+        " --features data/features --out {output.metrics} --predictions {output.predictions}"
+        " > {log} 2>&1"
+
+
+rule majority:
+    input:
+        [p for d in IMAGE_DATASETS + VIDEO_DATASETS for p in prepared(d)],
+    output:
+        "metrics/majority.json",
+    params:
+        config=CONFIG,
+        datasets=",".join(IMAGE_DATASETS + VIDEO_DATASETS),
+        split=config["evaluate"].get("split", "test"),
+    log:
+        "logs/majority.log",
+    benchmark:
+        "logs/benchmarks/majority.tsv"
+    threads: 1
+    resources:
+        **res("light"),
+    conda:
+        ENV
+    shell:
+        "vladapter evaluate --majority --datasets {params.datasets} --prepared data/prepared"
+        " --split {params.split} --out {output} > {log} 2>&1"
+
+
+rule report:
+    input:
+        metrics=[r.metrics_path for r in RUNS.values()],
+        majority="metrics/majority.json",
+        models=[r.model_dir for r in RUNS.values()],
+    output:
+        table=report("results/table.md", caption="../report/table.rst", category="Results"),
+        scores="results/scores.csv",
+        plot=report("results/params_vs_score.png", caption="../report/params_vs_score.rst",
+                    category="Results"),
+        curves=report("results/curves.png", caption="../report/curves.rst", category="Training"),
+    params:
+        config=CONFIG,
+        runs=[r.name for r in RUNS.values()],
+    log:
+        "logs/report.log",
+    benchmark:
+        "logs/benchmarks/report.tsv"
+    threads: 1
+    resources:
+        **res("light"),
+    conda:
+        ENV
+    shell:
+        "vladapter report --config {params.config} --out results > {log} 2>&1"
