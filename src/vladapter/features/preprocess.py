@@ -38,7 +38,7 @@ def resize_and_crop(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
             image = image.resize((new_w, new_h), Image.BICUBIC)
         left, top = (new_w - size) // 2, (new_h - size) // 2
         image = image.crop((left, top, left + size, top + size))
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
 
 
 @dataclass(frozen=True)
