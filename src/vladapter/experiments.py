@@ -27,7 +27,11 @@ FEATURE_SOURCE = {
 
 
 def name_key(name: str) -> str:
-    """The path-safe key of a model name: its last path component (facebook/bart-base -> bart-base)."""
+    """The path-safe key of a model name, as in feature file names (features.backbones):
+    its last path component (facebook/bart-base -> bart-base, models/toyclip -> toyclip),
+    the model of an open_clip name (open_clip:RN101@openai -> RN101)."""
+    if name.startswith("open_clip:"):
+        return name.split(":", 1)[1].split("@")[0]
     return name.rstrip("/").split("/")[-1]
 
 

@@ -22,6 +22,7 @@ LMS = {X.name_key(lm): lm for lm in config["lms"]}
 RUNS = {(r.lm, r.name): r for r in X.runs(config)}
 BACKBONES = {X.name_key(config["backbone"][m]): config["backbone"][m] for m in X.MODALITIES}
 ENV = "../envs/vladapter.yaml"
+TOY_CLIP = "models/toyclip"  # the tiny CLIP the toy world trains (rule train_toy_clip)
 
 # The merged, validated config (config files + --config overrides) handed to every
 # command, so commands see exactly what the workflow validated. Rewritten only when its
@@ -105,7 +106,7 @@ def tokenizer():
 def all_targets():
     targets = [r.metrics_path for r in RUNS.values()]
     targets += ["results/table.md", "results/scores.csv", "results/params_vs_score.png"]
-    if TOY:
+    if TOY and config["features"].get("probe", False):
         targets += [f"metrics/probe/{s}.json" for s in sources("image")]
     return targets
 
@@ -124,8 +125,9 @@ def success_message():
 
 
 def extract_inputs(wildcards):
+    """Sampled frames (videos) or the source's raw images, and the backbone if we train it."""
     model = BACKBONES[wildcards.backbone]
-    inputs = {"model": "models/toyclip"} if model == "toyclip" else {}
+    inputs = {"model": model} if model == TOY_CLIP else {}
     if wildcards.source in VIDEO_DATASETS:
         inputs["frames"] = f"data/frames/{wildcards.source}.h5"
     else:
@@ -133,12 +135,8 @@ def extract_inputs(wildcards):
     return inputs
 
 
-def extract_args(wildcards, input):
-    """What to read: sampled frames (videos) or the source's image folder."""
-    model = input.get("model", BACKBONES[wildcards.backbone])
-    what = (f"--frames {input.frames}" if "frames" in input.keys()
-            else f"--images data/raw/{wildcards.source}/images")
-    return f"{what} --model {model}"
+def extract_source(wildcards, input):
+    return input.frames if "frames" in input.keys() else f"data/raw/{wildcards.source}/images"
 
 
 def model_inputs(datasets):

@@ -65,6 +65,7 @@ rule sample_frames:
     params:
         mode=config["features"]["frames"]["mode"],
         value=config["features"]["frames"]["value"],
+        size=config["features"]["frame_size"],
     log:
         "logs/sample_frames/{dataset}.log",
     benchmark:
@@ -75,5 +76,6 @@ rule sample_frames:
     conda:
         ENV
     shell:
-        "vladapter sample-frames --videos data/raw/{wildcards.dataset}/videos --out {output}"
-        " --{params.mode} {params.value} --workers {threads} > {log} 2>&1"
+        "vladapter sample-frames --dataset {wildcards.dataset} --videos data/raw/{wildcards.dataset}/videos"
+        " --output {output} --{params.mode} {params.value} --size {params.size} --workers {threads}"
+        " > {log} 2>&1"

@@ -5,7 +5,9 @@ rule train_toy_clip:
     input:
         "data/raw/toy_stats.json",
     output:
-        directory("models/toyclip"),
+        directory(TOY_CLIP),
+    params:
+        steps=config["features"].get("toy_clip_steps", 600),
     log:
         "logs/train_toy_clip.log",
     benchmark:
@@ -16,7 +18,8 @@ rule train_toy_clip:
     conda:
         ENV
     shell:
-        "vladapter train-toy-clip --raw data/raw --out {output} > {log} 2>&1"
+        "vladapter train-toy-clip --captions data/raw/pretrain/dataset_pretrain.json"
+        " --output {output} --steps {params.steps} --threads {threads} > {log} 2>&1"
 
 
 rule extract_features:
@@ -25,8 +28,10 @@ rule extract_features:
     output:
         "data/features/{source}.{backbone}.h5",
     params:
-        args=extract_args,
+        input=extract_source,
+        backbone=lambda w, input: input.get("model", BACKBONES[w.backbone]),
         batch_size=config["features"]["batch_size"],
+        device="cuda" if config["resources"]["extract"]["gpu"] else "cpu",
     log:
         "logs/extract_features/{source}.{backbone}.log",
     benchmark:
@@ -37,8 +42,9 @@ rule extract_features:
     conda:
         ENV
     shell:
-        "vladapter extract-features {params.args} --out {output}"
-        " --batch-size {params.batch_size} --workers {threads} > {log} 2>&1"
+        "vladapter extract-features --source {wildcards.source} --input {params.input}"
+        " --backbone {params.backbone} --output {output} --batch-size {params.batch_size}"
+        " --device {params.device} --workers {threads} --threads {threads} > {log} 2>&1"
 
 
 rule probe:
