@@ -1,0 +1,150 @@
+"""FeatureStore: features by id from one feature HDF5, for training and evaluation.
+
+Safe in DataLoader workers: the HDF5 handle is opened lazily, one per process, and reopened
+after a fork or when the store is unpickled in a spawned worker (h5py handles must never
+be shared across processes). Image grids are adaptive-max-pooled to ``n_tokens`` (a square
+number: 16 = 4x4, 36 = 6x6 as in the paper); video clips become ``n_tokens`` frame tokens:
+adaptive max-pool over time when longer, zero-padding with a mask when shorter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vladapter.errors import ConfigError, DataError
+
+
+def _bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """Adaptive pooling bins (same boundaries as torch's adaptive_max_pool): floor / ceil."""
+    return [(i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)]
+
+
+def adaptive_max_pool_1d(x: np.ndarray, n_out: int) -> np.ndarray:
+    """Max over adaptive bins of axis 0: ``(n, D) -> (n_out, D)``."""
+    return np.stack([x[a:b].max(0) for a, b in _bins(len(x), n_out)])
+
+
+def adaptive_max_pool_2d(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Max over adaptive bins of axes 0 and 1: ``(h, w, D) -> (out_h, out_w, D)``."""
+    rows = np.stack([x[a:b].max(0) for a, b in _bins(x.shape[0], out_h)])
+    return np.stack([rows[:, a:b].max(1) for a, b in _bins(x.shape[1], out_w)], axis=1)
+
+
+class FeatureStore:
+    """Read features by id from ``path`` (a file written by ``vladapter extract-features``)."""
+
+    def __init__(self, path: str | Path, n_tokens: int = 16):
+        self.path = Path(path)
+        self.n_tokens = int(n_tokens)
+        if not self.path.exists():
+            raise DataError("feature file not found", path=self.path, fix="run vladapter extract-features first")
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        f = self._h5()
+        self.kind = str(f.attrs["kind"])
+        self.dim = int(f.attrs["dim"])
+        self.backbone = str(f.attrs["backbone"])
+        if self.kind == "grid":
+            self.grid = tuple(int(v) for v in f.attrs["grid"])
+            side = math.isqrt(self.n_tokens)
+            if side * side != self.n_tokens:
+                raise ConfigError(f"n_tokens for image features must be a square number (16, 36, 49), "
+                                  f"got {self.n_tokens}")
+            self._side = side
+        self._ids: list[str] | None = None
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            # a handle inherited through fork belongs to the parent: open our own
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_file"] = state["_pid"] = None  # spawned workers open their own handle
+        return state
+
+    def ids(self) -> list[str]:
+        """Every feature id in the file (sorted)."""
+        if self._ids is None:
+            f = self._h5()
+            self._ids = sorted(k for k in f.keys() if f.get(k, getclass=True) is h5py.Dataset)
+        return self._ids
+
+    def __contains__(self, id_: str) -> bool:
+        return "/" not in id_ and self._h5().get(id_, getclass=True) is h5py.Dataset
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    @property
+    def attrs(self) -> dict:
+        """Root attributes; JSON-valued ones (config, preprocessing, ...) decoded."""
+        out = {}
+        for key, value in self._h5().attrs.items():
+            if isinstance(value, str) and value[:1] in "{[":
+                value = json.loads(value)
+            out[key] = value
+        return out
+
+    def _dataset(self, id_: str) -> h5py.Dataset:
+        try:
+            return self._h5()[id_]
+        except KeyError:
+            raise DataError(f"no features for id {id_!r}", path=self.path, record=id_,
+                            fix="re-run extract-features for this source (is the record's source right?)") from None
+
+    def pooled(self, id_: str) -> np.ndarray:
+        """Image: its pooled/projected vector; video: the mean of its frame vectors. float32 ``(D,)``."""
+        return self._h5()["pooled"][id_][()].astype(np.float32) if self.kind == "grid" else \
+            self._dataset(id_)[()].astype(np.float32).mean(0)
+
+    def image(self, id_: str) -> np.ndarray:
+        """Grid tokens of image ``id_`` adaptive-max-pooled to float32 ``(n_tokens, dim)``."""
+        if self.kind != "grid":
+            raise ConfigError(f"{self.path} holds video frame features; use FeatureStore.video()")
+        tokens = self._dataset(id_)[()].astype(np.float32)
+        h, w = self.grid
+        if (h, w) != (self._side, self._side):
+            tokens = adaptive_max_pool_2d(tokens.reshape(h, w, -1), self._side, self._side)
+        return tokens.reshape(self.n_tokens, -1)
+
+    def video(self, id_: str, span: tuple[float, float] | list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Frame tokens of video ``id_`` within ``span`` = [start, end] seconds (None: all).
+
+        Returns float32 ``(n_tokens, dim)`` and a bool mask ``(n_tokens,)`` (True = real frame).
+        More frames than ``n_tokens``: adaptive max-pool over time; fewer: zero-padded at the
+        end. A span that holds no sampled frame takes the frame nearest its middle.
+        """
+        if self.kind != "frames":
+            raise ConfigError(f"{self.path} holds image grid features; use FeatureStore.image()")
+        ds = self._dataset(id_)
+        frames = ds[()].astype(np.float32)
+        if span is not None:
+            start, end = float(span[0]), float(span[1])
+            times = ds.attrs["timestamps"]
+            keep = (times >= start) & (times <= end)
+            if not keep.any():
+                keep = np.zeros(len(times), bool)
+                keep[np.abs(times - (start + end) / 2).argmin()] = True
+            frames = frames[keep]
+        mask = np.zeros(self.n_tokens, bool)
+        if len(frames) > self.n_tokens:
+            frames = adaptive_max_pool_1d(frames, self.n_tokens)
+            mask[:] = True
+        else:
+            mask[: len(frames)] = True
+            frames = np.concatenate([frames, np.zeros((self.n_tokens - len(frames), frames.shape[1]), np.float32)])
+        return frames, mask
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
