@@ -116,7 +116,7 @@ def render_all(jobs: list[tuple], root: Path, workers: int) -> None:
 
 
 def generate(out: str | os.PathLike, seed: int = 0, scale: str = "default", workers: int | None = None,
-             stats: bool = False) -> dict:
+             stats: bool = True) -> dict:
     """Write the whole toy world under ``out``; return the stats written to toy_stats.json."""
     if scale not in SCALES:
         raise ConfigError(f"unknown toy world scale {scale!r}; choose from {', '.join(SCALES)}")

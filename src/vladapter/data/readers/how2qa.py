@@ -1,0 +1,69 @@
+"""How2QA: how2QA_{train,val,test_public}_release.csv + how2qa_subtitles.jsonl.
+
+The CSV has no header and 7 columns: video_id, "[start:end]" (seconds), three wrong
+answers, the question, the correct answer. The correct answer always comes last in the
+file, so the reader inserts it among the wrong ones at a position fixed by a hash of the
+row (deterministic, uniform over the 4 positions): the answer position carries no prior.
+Prepared splits: train, val, test (= test_public).
+"""
+
+from __future__ import annotations
+
+import csv
+import zlib
+from pathlib import Path
+
+from vladapter.data.readers.common import Problems, read_subtitles, require, subtitle_context
+from vladapter.data.readers.tvqa import parse_span
+from vladapter.data.records import Record
+
+SPLITS = {"train": "train", "val": "val", "test_public": "test"}
+N_COLUMNS = 7
+FIX_DOWNLOAD = "run `vladapter download how2qa` (or `vladapter toyworld`)"
+
+
+def answer_position(video_id: str, span: str, question: str, n_choices: int = 4) -> int:
+    return zlib.crc32(f"{video_id}|{span}|{question}".encode()) % n_choices
+
+
+def read_csv(path: Path, problems: Problems, split: str, subtitles: dict | None = None,
+             uid_prefix: str | None = None) -> list[Record]:
+    out = []
+    prefix = uid_prefix or path.stem.replace("how2QA_", "").replace("_release", "")
+    with open(path, newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            if not row:
+                continue
+            where = f"line {lineno}"
+            if len(row) != N_COLUMNS:
+                problems.bad(f"{len(row)} columns, expected {N_COLUMNS} (video_id, [start:end], 3 wrong answers, "
+                             "question, answer)", path, where, "quote fields that contain commas, or remove the line")
+                continue
+            video_id, ts, w1, w2, w3, question, answer = (x.strip() for x in row)
+            try:
+                if not (ts.startswith("[") and ts.endswith("]")):
+                    raise ValueError(f"span {ts!r} is not [start:end]")
+                span = parse_span(ts[1:-1].split(":"))
+            except (TypeError, ValueError) as e:
+                problems.bad(str(e), path, where, "write the span as [start:end] in seconds")
+                continue
+            idx = answer_position(video_id, ts, question)
+            choices = [w1, w2, w3]
+            choices.insert(idx, answer)
+            subs = (subtitles or {}).get(video_id, [])
+            out.append(Record(uid=f"{prefix}-{lineno}", task="how2qa", split=split, source="how2qa", video=video_id,
+                              span=span, text=question, context=subtitle_context(subs, span),
+                              targets={answer: 1.0}, references=[answer], choices=choices, answer_idx=idx))
+    return out
+
+
+def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
+    subs = read_subtitles(require(raw / "how2qa" / "how2qa_subtitles.jsonl", "How2QA subtitles", FIX_DOWNLOAD),
+                          problems)
+    return {split: read_csv(require(raw / "how2qa" / f"how2QA_{name}_release.csv", f"How2QA {name} CSV",
+                                    FIX_DOWNLOAD), problems, split, subs)
+            for name, split in SPLITS.items()}
+
+
+def media(raw: Path, record: Record) -> list[Path]:
+    return [raw / "how2qa" / "videos" / f"{record.video}.mp4"]

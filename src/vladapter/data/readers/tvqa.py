@@ -1,0 +1,105 @@
+"""TVQA: tvqa_{train,val,test_public}.jsonl {qid, q, a0..a4, answer_idx, ts "s-e", vid_name}
+(test_public has no answer_idx in the real release) + tvqa_subtitles.jsonl; also the TVQA+
+JSON list (answer_idx a string, ts a [s, e] list).
+
+Prepared splits: train, val, test (= test_public). Context = subtitle lines in the span.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from vladapter.data.readers.common import (Problems, field_of, json_lines, load_json, read_subtitles, require,
+                                           subtitle_context)
+from vladapter.data.records import Record
+from vladapter.errors import DataError
+
+SPLITS = {"train": "train", "val": "val", "test_public": "test"}
+N_CHOICES = 5
+FIX_DOWNLOAD = "run `vladapter download tvqa` (or `vladapter toyworld`)"
+
+
+def parse_span(ts) -> list[float] | None:
+    """[start, end] seconds from "48.62-60.02" or [48.62, 60.02]; None for NaN/absent.
+
+    Raises ValueError on anything else (and on end < start).
+    """
+    if ts is None:
+        return None
+    if isinstance(ts, str):
+        parts = ts.split("-")
+        if len(parts) != 2:
+            raise ValueError(f"timestamp {ts!r} is not 'start-end'")
+        ts = parts
+    start, end = (float(x) for x in ts)
+    if math.isnan(start) or math.isnan(end):
+        return None
+    if end < start:
+        raise ValueError(f"timestamp ends before it starts: {ts!r}")
+    return [start, end]
+
+
+def record_from(obj: dict, path: Path, where: str, problems: Problems, task: str, split: str,
+                subtitles: dict | None) -> Record | None:
+    """A multiple-choice Record from a TVQA-style object (also used for TVQA+)."""
+    qid = field_of(obj, "qid", path, where, problems)
+    q = field_of(obj, "q", path, where, problems, str) if qid is not None else None
+    name = field_of(obj, "vid_name", path, where, problems, str) if q is not None else None
+    if name is None:
+        return None
+    choices = [obj.get(f"a{i}") for i in range(N_CHOICES)]
+    if not all(isinstance(c, str) for c in choices):
+        problems.bad(f"needs {N_CHOICES} answer strings a0..a{N_CHOICES - 1}", path, where, "fix or remove it")
+        return None
+    try:
+        span = parse_span(obj.get("ts"))
+        idx = obj.get("answer_idx")
+        idx = None if idx is None else int(idx)
+        if idx is not None and not 0 <= idx < N_CHOICES:
+            raise ValueError(f"answer_idx {idx} out of range")
+    except (TypeError, ValueError) as e:
+        problems.bad(str(e), path, where, "fix ts ('start-end' seconds) / answer_idx (0-4)")
+        return None
+    subs = (subtitles or {}).get(name, [])
+    choices = [c.strip() for c in choices]
+    return Record(uid=str(qid), task=task, split=split, source=task, video=name, span=span, text=q.strip(),
+                  context=subtitle_context(subs, span), targets={choices[idx]: 1.0} if idx is not None else {},
+                  references=[choices[idx]] if idx is not None else [], choices=choices, answer_idx=idx,
+                  meta={k: obj[k] for k in ("show_name",) if k in obj})
+
+
+def read_jsonl(path: Path, problems: Problems, split: str, subtitles: dict | None = None) -> list[Record]:
+    out = []
+    for lineno, obj in json_lines(path, problems):
+        r = record_from(obj, path, f"line {lineno} (qid {obj.get('qid')})", problems, "tvqa", split, subtitles)
+        if r is not None:
+            out.append(r)
+    return out
+
+
+def read_tvqa_plus(path: Path, problems: Problems, split: str, subtitles: dict | None = None) -> list[Record]:
+    """TVQA+ (a JSON list); bounding boxes are not used (CLIP features are global)."""
+    data = load_json(path)
+    if not isinstance(data, list):
+        raise DataError("not a TVQA+ file (expected a JSON list)", path=path, fix="download tvqa_plus_*.json again")
+    out = []
+    for i, obj in enumerate(data):
+        if not isinstance(obj, dict):
+            problems.bad("entry is not an object", path, f"[{i}]", "fix or remove it")
+            continue
+        r = record_from(obj, path, f"[{i}] (qid {obj.get('qid')})", problems, "tvqa", split, subtitles)
+        if r is not None:
+            out.append(r)
+    return out
+
+
+def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
+    subs = read_subtitles(require(raw / "tvqa" / "tvqa_subtitles.jsonl", "TVQA subtitles", FIX_DOWNLOAD), problems)
+    return {split: read_jsonl(require(raw / "tvqa" / f"tvqa_{name}.jsonl", f"TVQA {name} questions", FIX_DOWNLOAD),
+                              problems, split, subs)
+            for name, split in SPLITS.items()}
+
+
+def media(raw: Path, record: Record) -> list[Path]:
+    return [raw / record.source / "videos" / f"{record.video}.mp4"]

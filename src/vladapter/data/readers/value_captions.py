@@ -1,0 +1,124 @@
+"""Video captioning in the VALUE / TVC jsonl format (TVC, YC2C), plus TVR and YouCook2.
+
+VALUE / TVC: one moment per line {vid_name, duration, ts: [s, e], clip_id, descs: [{desc,
+...}]} (descs withheld in the real test_public files: such moments keep empty references).
+TVR: one description per line {vid_name, ts, desc, desc_id}: grouped per (vid_name, ts)
+into moments. YouCook2 official: {"database": {video_id: {subset, annotations: [{segment,
+id, sentence}]}}}: one moment per segment.
+Context = subtitle lines in the moment's span.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vladapter.data.readers.common import (Problems, field_of, json_lines, load_json, read_subtitles, require,
+                                           subtitle_context)
+from vladapter.data.readers.tvqa import parse_span
+from vladapter.data.records import Record
+from vladapter.errors import DataError
+
+TVC_SPLITS = {"train": "train", "val": "val", "test_public": "test"}
+YC2C_SPLITS = {"train": "train", "val": "val", "test": "test"}
+YOUCOOK2_SUBSETS = {"training": "train", "validation": "val", "testing": "test"}
+
+
+def _moment(task: str, uid: str, split: str, name: str, span, descs: list[str], subs: dict | None,
+            meta: dict) -> Record:
+    return Record(uid=uid, task=task, split=split, source=task, video=name, span=span,
+                  context=subtitle_context((subs or {}).get(name, []), span),
+                  targets={d: 1.0 for d in descs}, references=descs, meta=meta)
+
+
+def read_value_jsonl(path: Path, problems: Problems, task: str, split: str, subtitles: dict | None = None
+                     ) -> list[Record]:
+    out = []
+    for lineno, obj in json_lines(path, problems):
+        where = f"line {lineno} (clip_id {obj.get('clip_id')})"
+        name = field_of(obj, "vid_name", path, where, problems, str)
+        if name is None:
+            continue
+        descs = obj.get("descs", [])
+        try:
+            span = parse_span(obj.get("ts"))
+            texts = [d["desc"].strip() for d in descs]
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            problems.bad(f"bad ts or descs ({e})", path, where, "ts must be [start, end]; descs [{desc: text}]")
+            continue
+        uid = str(obj.get("clip_id", f"{path.stem}-{lineno}"))
+        meta = {"clip_id": obj["clip_id"]} if "clip_id" in obj else {}
+        if "duration" in obj:
+            meta["duration"] = obj["duration"]
+        out.append(_moment(task, uid, split, name, span, texts, subtitles, meta))
+    return out
+
+
+def read_tvr(path: Path, problems: Problems, split: str, task: str = "tvc", subtitles: dict | None = None
+             ) -> list[Record]:
+    """TVR descriptions grouped into one caption Record per moment (vid_name, ts)."""
+    moments: dict[tuple, Record] = {}
+    for lineno, obj in json_lines(path, problems):
+        where = f"line {lineno} (desc_id {obj.get('desc_id')})"
+        name = field_of(obj, "vid_name", path, where, problems, str)
+        desc = field_of(obj, "desc", path, where, problems, str) if name is not None else None
+        if desc is None:
+            continue
+        try:
+            span = parse_span(obj.get("ts"))
+        except (TypeError, ValueError) as e:
+            problems.bad(str(e), path, where, "ts must be [start, end]")
+            continue
+        key = (name, tuple(span) if span else None)
+        if key not in moments:
+            moments[key] = _moment(task, str(obj.get("desc_id", lineno)), split, name, span, [], subtitles,
+                                   {"duration": obj.get("duration")})
+        moments[key].references.append(desc.strip())
+        moments[key].targets[desc.strip()] = 1.0
+    return list(moments.values())
+
+
+def read_youcook2(path: Path, problems: Problems, subtitles: dict | None = None) -> list[Record]:
+    """YouCook2's official annotations: one caption Record per segment (split from 'subset')."""
+    data = load_json(path)
+    db = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(db, dict):
+        raise DataError("not a YouCook2 annotations file (no 'database')", path=path,
+                        fix="download youcookii_annotations_trainval.json again")
+    out = []
+    for vid, entry in db.items():
+        split = YOUCOOK2_SUBSETS.get(entry.get("subset")) if isinstance(entry, dict) else None
+        if split is None or not isinstance(entry.get("annotations"), list):
+            problems.bad("video needs subset (training/validation/testing) and annotations", path, vid,
+                         "fix or remove the video")
+            continue
+        for seg in entry["annotations"]:
+            try:
+                span = parse_span(seg["segment"])
+                sentence = seg["sentence"].strip()
+                uid = f"{vid}-{seg['id']}"
+            except (TypeError, ValueError, KeyError, AttributeError) as e:
+                problems.bad(f"segment needs segment [s, e], id and sentence ({e})", path, vid, "fix the segment")
+                continue
+            out.append(_moment("yc2c", uid, split, vid, span, [sentence], subtitles,
+                               {"duration": entry.get("duration"), "recipe_type": entry.get("recipe_type")}))
+    return out
+
+
+def _read(raw: Path, problems: Problems, task: str, splits: dict, pattern: str) -> dict[str, list[Record]]:
+    fix = f"run `vladapter download {task}` (or `vladapter toyworld`)"
+    subs = read_subtitles(require(raw / task / f"{task}_subtitles.jsonl", f"{task} subtitles", fix), problems)
+    return {split: read_value_jsonl(require(raw / task / pattern.format(name), f"{task} {name} captions", fix),
+                                    problems, task, split, subs)
+            for name, split in splits.items()}
+
+
+def read_tvc(raw: Path, problems: Problems) -> dict[str, list[Record]]:
+    return _read(raw, problems, "tvc", TVC_SPLITS, "tvc_{}_release.jsonl")
+
+
+def read_yc2c(raw: Path, problems: Problems) -> dict[str, list[Record]]:
+    return _read(raw, problems, "yc2c", YC2C_SPLITS, "yc2c_{}_release.jsonl")
+
+
+def media(raw: Path, record: Record) -> list[Path]:
+    return [raw / record.source / "videos" / f"{record.video}.mp4"]
