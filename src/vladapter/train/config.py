@@ -33,9 +33,9 @@ class TrainConfig:
     tasks:            task keys trained together (image: vqa gqa nlvr caption; video: tvqa how2qa tvc yc2c)
     init:             directory of a VL-pre-trained backbone (VLModel.save_pretrained), or null
     tokenizer:        tokenizer directory or HF name
-    prepared_dir:     data/prepared (records: <prepared_dir>/<dataset>/<split>.jsonl)
-    features_dir:     data/features (features: <features_dir>/<source>.<backbone>.h5)
-    backbone:         visual backbone name in the feature file names
+    prepared:     data/prepared (records: <prepared>/<dataset>/<split>.jsonl)
+    features:     data/features (features: <features>/<source>.<backbone>.h5)
+    backbone:         visual backbone name in the feature file names (null = the source's only file)
     split:            training split
     n_image_tokens:   visual tokens per image (grid adaptive-max-pooled)
     n_video_frames:   frame tokens per video clip
@@ -65,9 +65,9 @@ class TrainConfig:
     tasks: list[str] = field(default_factory=lambda: list(IMAGE_TASKS))
     init: str | None = None
     tokenizer: str = "models/tokenizer"
-    prepared_dir: str = "data/prepared"
-    features_dir: str = "data/features"
-    backbone: str = "toyclip"
+    prepared: str = "data/prepared"
+    features: str = "data/features"
+    backbone: str | None = None
     split: str = "train"
     n_image_tokens: int = 16
     n_video_frames: int = 16
@@ -142,7 +142,7 @@ class EvaluateConfig:
     num_beams:      beams for generation (null = each task's default: 5 for captions, 1 else)
     max_new_tokens: decoding limit (null = each task's default: 20 for captions, 10 for QA)
     max_examples:   at most this many records per task (null = all)
-    prepared_dir, features_dir, backbone, tokenizer, n_image_tokens, n_video_frames:
+    prepared, features, backbone, tokenizer, n_image_tokens, n_video_frames:
                     as in ``train`` (read from the run's train.json when not given)
     """
 
@@ -152,8 +152,8 @@ class EvaluateConfig:
     num_beams: int | None = None
     max_new_tokens: int | None = None
     max_examples: int | None = None
-    prepared_dir: str | None = None
-    features_dir: str | None = None
+    prepared: str | None = None
+    features: str | None = None
     backbone: str | None = None
     tokenizer: str | None = None
     n_image_tokens: int | None = None
@@ -240,8 +240,12 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
 
 
 def overrides_from(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The values of ``cls``'s fields given on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    """The values of ``cls``'s fields given on the command line (lists: "a,b c" -> [a, b, c])."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    for name, value in given.items():
+        if isinstance(value, list):
+            given[name] = [part for item in value for part in str(item).split(",") if part]
+    return given
 
 
 def to_dict(config) -> dict[str, Any]:

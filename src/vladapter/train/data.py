@@ -29,13 +29,13 @@ from vladapter.utils.io import read_jsonl
 TASK_DATASET = {task: dataset for dataset, task in DATASET_TASK.items()}
 
 
-def records_path(prepared_dir: str | Path, task: str, split: str) -> Path:
-    return Path(prepared_dir) / TASK_DATASET[task] / f"{split}.jsonl"
+def records_path(prepared: str | Path, task: str, split: str) -> Path:
+    return Path(prepared) / TASK_DATASET[task] / f"{split}.jsonl"
 
 
-def load_records(prepared_dir: str | Path, task: str, split: str, max_examples: int | None = None) -> list[Record]:
+def load_records(prepared: str | Path, task: str, split: str, max_examples: int | None = None) -> list[Record]:
     """The prepared records of ``task``'s dataset split (the first ``max_examples`` if given)."""
-    path = records_path(prepared_dir, task, split)
+    path = records_path(prepared, task, split)
     if not path.exists():
         raise DataError(f"no prepared {split} split for task {task}", path=path,
                         fix=f"run `vladapter prepare {TASK_DATASET[task]}` (or the workflow's prepare rule)")
@@ -57,15 +57,23 @@ def load_records(prepared_dir: str | Path, task: str, split: str, max_examples: 
 class Features:
     """Visual inputs of records, from one FeatureStore per feature source (opened lazily)."""
 
-    def __init__(self, features_dir: str | Path, backbone: str, n_image_tokens: int, n_video_frames: int):
-        self.features_dir = Path(features_dir)
+    def __init__(self, features: str | Path, backbone: str | None, n_image_tokens: int, n_video_frames: int):
+        self.features = Path(features)
         self.backbone = backbone
         self.n_image_tokens = n_image_tokens
         self.n_video_frames = n_video_frames
         self._stores: dict[str, object] = {}
 
     def path(self, source: str) -> Path:
-        return self.features_dir / f"{source}.{self.backbone}.h5"
+        """``<features>/<source>.<backbone>.h5``; without a backbone name, the source's only file."""
+        if self.backbone:
+            return self.features / f"{source}.{self.backbone}.h5"
+        found = sorted(self.features.glob(f"{source}.*.h5"))
+        if len(found) != 1:
+            raise DataError(f"expected one feature file for source {source!r}, found {len(found)}",
+                            path=self.features / f"{source}.<backbone>.h5",
+                            fix="run `vladapter extract-features`, or name the backbone (--backbone)")
+        return found[0]
 
     def store(self, source: str, video: bool):
         key = f"{source}:{video}"
@@ -117,8 +125,8 @@ class TaskData:
         return self.task.name
 
 
-def load_task_data(prepared_dir, tasks: Sequence[str], split: str, max_examples: int | None = None) -> dict[str, TaskData]:
-    return {t: TaskData(get_task(t), load_records(prepared_dir, t, split, max_examples)) for t in tasks}
+def load_task_data(prepared, tasks: Sequence[str], split: str, max_examples: int | None = None) -> dict[str, TaskData]:
+    return {t: TaskData(get_task(t), load_records(prepared, t, split, max_examples)) for t in tasks}
 
 
 def pad(seqs: Sequence[Sequence[int]], value: int, length: int | None = None) -> torch.Tensor:

@@ -1,0 +1,82 @@
+"""Building the model a run trains or evaluates (one place for train, pretrain, evaluate)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vladapter.errors import ConfigError
+from vladapter.train.data import Features, TaskData
+
+TRAIN_INFO = "train.json"
+ADAPTER_FILE = "adapter.safetensors"
+
+
+def load_run_tokenizer(tokenizer: str | None, lm: str):
+    """The tokenizer folder/name, or the language model's own tokenizer when empty."""
+    from vladapter.models import lm_spec, load_tokenizer
+
+    name = tokenizer or lm_spec(lm).checkpoint
+    if not name:
+        raise ConfigError(f"{lm} has no tokenizer of its own; pass --tokenizer models/tokenizer")
+    return load_tokenizer(name)
+
+
+def feature_dim(features: Features, data: dict[str, TaskData]) -> int:
+    """The visual feature size, read from the first record's feature file."""
+    first = next(iter(data.values())).records[0]
+    feats, _, _ = features.visual(first)
+    return int(feats.shape[-1])
+
+
+def n_visual_tokens(features: Features, tasks) -> int:
+    from vladapter.data.records import VIDEO_TASKS
+
+    return features.n_video_frames if all(t in VIDEO_TASKS for t in tasks) else features.n_image_tokens
+
+
+def build_model(lm: str, init: str | None, feat_dim: int, n_vis_tokens: int, vocab_size: int):
+    """A fresh VL model of ``lm``, or the VL-pre-trained backbone in ``init``."""
+    from vladapter.models import VLModel, build_vl_model
+
+    if init:
+        model = VLModel.from_pretrained(init)
+        if model.vl_config["feat_dim"] != feat_dim or model.vl_config["text_vocab"] != vocab_size:
+            raise ConfigError(f"pre-trained backbone {init} has feat_dim {model.vl_config['feat_dim']} and "
+                              f"vocabulary {model.vl_config['text_vocab']}, the data needs {feat_dim} and "
+                              f"{vocab_size}; pre-train again with these features and tokenizer")
+        return model
+    pretrained = lm in ("t5-base", "facebook/bart-base")
+    return build_vl_model(lm, feat_dim=feat_dim, n_vis_tokens=n_vis_tokens, vocab_size=vocab_size,
+                          pretrained=pretrained)
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> None:
+    """Set every dropout probability of the model (nn.Dropout modules and HF float attributes)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        for attr in ("dropout", "attention_dropout", "activation_dropout"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, p)
+
+
+def read_train_info(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / TRAIN_INFO
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a finished training run (no {TRAIN_INFO}); run `vladapter train` first")
+    return json.loads(path.read_text())
+
+
+def load_trained(run_dir: str | Path, device: torch.device | str = "cpu"):
+    """(model, train info) of a finished run: the base model rebuilt, the trained weights loaded."""
+    from vladapter import petl
+
+    run_dir = Path(run_dir)
+    info = read_train_info(run_dir)
+    cfg = info["config"]
+    model = build_model(cfg["lm"], cfg.get("init"), info["feat_dim"], info["n_vis_tokens"], info["vocab_size"])
+    petl.load(model, run_dir / ADAPTER_FILE)
+    return model.to(device).eval(), info
