@@ -1,0 +1,249 @@
+"""VL-T5 / VL-BART: an unmodified HF encoder-decoder fed text and visual token embeddings.
+
+Encoder input = [soft prompts (when a prompt method is applied)] ++ [text token
+embeddings] ++ [visual tokens]; the decoder cross-attends to the whole sequence. The HF
+modules are used as they are: the model is called with ``inputs_embeds``, and PETL
+methods hook into its modules by path (``vladapter.petl``). The per-call state those hooks
+need (the batch's task key, where the text sits in the sequence) lives in one
+:class:`ForwardContext` owned by the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vladapter.errors import ConfigError
+from vladapter.models.specs import LMSpec, lm_spec
+from vladapter.models.visual import VisualEmbedding, object_order
+
+# VL-T5 adds 200 `<vis_extra_id_i>` token rows; visual token i of an image is embedded
+# (object-order embedding) with row `text_vocab + i` of the language model's embedding.
+N_VIS_EXTRA = 200
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "vl_config.json"
+
+
+@dataclass
+class ForwardContext:
+    """Per-call state read by hooks inside the HF modules.
+
+    task:      the batch's task key (routes per-task PETL modules); None outside a call
+    text_span: (start, length) of the text tokens in the encoder sequence, or None
+    """
+
+    task: str | None = None
+    text_span: tuple[int, int] | None = None
+
+    @contextlib.contextmanager
+    def use(self, **values: Any) -> Iterator["ForwardContext"]:
+        old = {k: getattr(self, k) for k in values}
+        for k, v in values.items():
+            setattr(self, k, v)
+        try:
+            yield self
+        finally:
+            for k, v in old.items():
+                setattr(self, k, v)
+
+
+def _hf_class(family: str):
+    from transformers import BartForConditionalGeneration, T5ForConditionalGeneration
+
+    return {"t5": T5ForConditionalGeneration, "bart": BartForConditionalGeneration}[family]
+
+
+class VLModel(nn.Module):
+    """An HF T5/BART (``self.lm``) + :class:`VisualEmbedding` (``self.visual``).
+
+    ``self.prompts`` is None, or a module mapping a batch size to ``(B, P, d_model)``
+    soft prompts for the current task (set by the prompt-tuning method).
+    """
+
+    def __init__(self, lm: nn.Module, *, name: str, family: str, feat_dim: int, n_vis_tokens: int,
+                 text_vocab: int, n_vis_extra: int = N_VIS_EXTRA):
+        super().__init__()
+        d_model = lm.config.d_model
+        if lm.get_input_embeddings().num_embeddings != text_vocab + n_vis_extra:
+            raise ConfigError(
+                f"embedding has {lm.get_input_embeddings().num_embeddings} rows, expected text vocab "
+                f"{text_vocab} + {n_vis_extra} <vis_extra_id> rows"
+            )
+        self.lm = lm
+        self.visual = VisualEmbedding(feat_dim, d_model).to(lm.device)
+        self.prompts: nn.Module | None = None
+        self.context = ForwardContext()
+        self.vl_config = {
+            "lm": name, "family": family, "feat_dim": feat_dim, "n_vis_tokens": n_vis_tokens,
+            "text_vocab": text_vocab, "n_vis_extra": n_vis_extra,
+        }
+        if family == "bart":
+            # BART adds learned positions to every encoder input; VL-BART gives them to the
+            # text tokens only (prompts and visual tokens have none): rewrite them here.
+            self.lm.model.encoder.embed_positions.register_forward_hook(self._text_positions_only)
+
+    # --- properties ----------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        return self.vl_config["family"]
+
+    @property
+    def d_model(self) -> int:
+        return self.lm.config.d_model
+
+    @property
+    def device(self) -> torch.device:
+        return self.visual.img_order.weight.device
+
+    # --- encoder input -------------------------------------------------------------------
+    def _text_positions_only(self, module, args, output):
+        span = self.context.text_span
+        if span is None:
+            return output
+        start, length = span
+        total = output.shape[-2]
+        pos = module.weight[module.offset: module.offset + length]
+        return F.pad(pos, (0, 0, start, total - start - length)).unsqueeze(0).to(output.dtype)
+
+    def embed_inputs(self, input_ids, attention_mask, vis_feats, vis_mask=None, img_order=None,
+                     obj_order=None, boxes=None):
+        """The encoder's ``inputs_embeds (B, L, d)``, ``attention_mask (B, L)`` and the
+        text span ``(start, length)``. Reads ``self.context.task`` for per-task prompts."""
+        batch, n_vis = vis_feats.shape[:2]
+        if img_order is None:
+            img_order = torch.zeros(batch, n_vis, dtype=torch.long, device=vis_feats.device)
+        if obj_order is None:
+            if n_vis > self.vl_config["n_vis_extra"]:
+                raise ConfigError(f"{n_vis} visual tokens exceed the {self.vl_config['n_vis_extra']} "
+                                  "<vis_extra_id> rows of the object-order embedding")
+            obj_order = object_order(img_order, self.visual.img_order.num_embeddings)
+        if vis_mask is None:
+            vis_mask = torch.ones(batch, n_vis, dtype=torch.bool, device=vis_feats.device)
+        embed = self.lm.get_input_embeddings()
+        text = embed(input_ids)
+        vis = self.visual(vis_feats.to(text.dtype), img_order, boxes) + embed(obj_order + self.vl_config["text_vocab"])
+        parts, masks = [text, vis], [attention_mask.long(), vis_mask.long()]
+        n_prefix = 0
+        if self.prompts is not None:
+            prefix = self.prompts(batch)
+            n_prefix = prefix.shape[1]
+            parts.insert(0, prefix.to(text.dtype))
+            masks.insert(0, attention_mask.new_ones(batch, n_prefix, dtype=torch.long))
+        return torch.cat(parts, dim=1), torch.cat(masks, dim=1), (n_prefix, input_ids.shape[1])
+
+    # --- forward / generate --------------------------------------------------------------
+    def forward(self, input_ids, attention_mask, vis_feats, vis_mask=None, img_order=None, labels=None,
+                task: str | None = None, *, obj_order=None, boxes=None, decoder_input_ids=None,
+                decoder_attention_mask=None):
+        """Seq2seq forward. ``vis_feats (B, V, D)``, ``vis_mask (B, V)`` bool, ``img_order
+        (B, V)`` long (NLVR2: 0/1), ``labels (B, T)`` with -100 padding. Returns the HF
+        output: ``.loss`` (mean token cross-entropy, when labels are given), ``.logits``."""
+        with self.context.use(task=task):
+            embeds, mask, span = self.embed_inputs(input_ids, attention_mask, vis_feats, vis_mask,
+                                                   img_order, obj_order, boxes)
+            with self.context.use(text_span=span):
+                return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels,
+                               decoder_input_ids=decoder_input_ids,
+                               decoder_attention_mask=decoder_attention_mask,
+                               use_cache=False)
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, vis_feats, vis_mask=None, img_order=None,
+                 task: str | None = None, max_new_tokens: int = 20, num_beams: int = 1, *,
+                 obj_order=None, boxes=None, **generate_kwargs) -> torch.Tensor:
+        """Greedy (``num_beams=1``) or beam-search decoding with visual input.
+
+        Returns generated ids ``(B, <= max_new_tokens)`` without the decoder start token,
+        padded with the pad id after each sequence's end-of-sequence token.
+        """
+        from transformers import GenerationConfig
+
+        cfg = self.lm.config
+        gen_config = GenerationConfig(
+            max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
+            decoder_start_token_id=cfg.decoder_start_token_id, eos_token_id=cfg.eos_token_id,
+            pad_token_id=cfg.pad_token_id, bos_token_id=getattr(cfg, "bos_token_id", None),
+        )
+        with self.context.use(task=task):
+            embeds, mask, span = self.embed_inputs(input_ids, attention_mask, vis_feats, vis_mask,
+                                                   img_order, obj_order, boxes)
+            with self.context.use(text_span=span):
+                out = self.lm.generate(inputs_embeds=embeds, attention_mask=mask,
+                                       generation_config=gen_config, **generate_kwargs)
+        return out[:, 1:]
+
+    # --- whole-model checkpoints ---------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``model.safetensors`` (every parameter) + ``vl_config.json``, atomically."""
+        from safetensors.torch import save_model
+
+        from vladapter.utils.io import atomic_dir
+
+        config = {**self.vl_config, "hf_config": self.lm.config.to_dict()}
+        with atomic_dir(directory) as tmp:
+            save_model(self, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> "VLModel":
+        """Rebuild a model written by :meth:`save_pretrained` (no PETL modules in it)."""
+        from safetensors.torch import load_model
+
+        directory = Path(directory)
+        config_path, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        if not config_path.is_file() or not weights.is_file():
+            raise ConfigError(f"{directory} is not a VLModel folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+                              "write one with VLModel.save_pretrained")
+        config = json.loads(config_path.read_text())
+        hf_config = dict(config.pop("hf_config"))
+        spec = LMSpec(name=config["lm"], family=config["family"], checkpoint=None, config={})
+        hf_cls = _hf_class(spec.family)
+        with torch.device(device or "cpu"):
+            lm = hf_cls(hf_cls.config_class.from_dict(hf_config))
+            model = cls(lm, name=config["lm"], family=config["family"], feat_dim=config["feat_dim"],
+                        n_vis_tokens=config["n_vis_tokens"], text_vocab=config["text_vocab"],
+                        n_vis_extra=config["n_vis_extra"])
+        missing, unexpected = load_model(model, str(weights), strict=False)
+        if missing or unexpected:
+            raise ConfigError(f"{weights} does not fit the model described by {config_path}: "
+                              f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]} "
+                              "(PETL checkpoints load with vladapter.petl.load)")
+        return model
+
+
+def build_vl_model(lm: str, feat_dim: int, n_vis_tokens: int, pretrained: bool = False,
+                   vocab_size: int | None = None, n_vis_extra: int = N_VIS_EXTRA,
+                   device: str | torch.device | None = None) -> VLModel:
+    """A VL model around the HF model ``lm`` (see ``resources/models/``).
+
+    pretrained:  load the published checkpoint's weights (``t5-base``, ``facebook/bart-base``;
+                 offline this works only where the HF cache holds them); else the
+                 architecture is built from its config with fresh weights.
+    vocab_size:  size of the text tokenizer (default: the architecture's vocabulary);
+                 the embedding gets ``vocab_size + n_vis_extra`` rows.
+    device:      where to build; ``"meta"`` builds without memory (parameter counting).
+    """
+    spec = lm_spec(lm)
+    text_vocab = int(vocab_size or spec.config["vocab_size"])
+    hf_cls = _hf_class(spec.family)
+    with torch.device(device or "cpu"):
+        if pretrained:
+            if spec.checkpoint is None:
+                raise ConfigError(f"{lm} is a toy architecture with no published weights; use pretrained=False")
+            try:
+                model = hf_cls.from_pretrained(spec.checkpoint)
+            except OSError as e:
+                raise ConfigError(f"cannot load {spec.checkpoint} ({e}); the weights must be in the HF cache "
+                                  "(download them where the network is reachable), or use pretrained=False") from None
+            model.resize_token_embeddings(text_vocab + n_vis_extra, mean_resizing=False)
+        else:
+            model = hf_cls(spec.hf_config(vocab_size=text_vocab + n_vis_extra))
+        return VLModel(model, name=spec.name, family=spec.family, feat_dim=feat_dim,
+                       n_vis_tokens=n_vis_tokens, text_vocab=text_vocab, n_vis_extra=n_vis_extra)

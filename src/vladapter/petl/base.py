@@ -1,0 +1,66 @@
+"""Building blocks every PETL method shares: task routing and output hooks.
+
+A method injects modules into the unmodified HF model by module path: the new module
+becomes a child of the host module (so it is in ``state_dict`` under the host's name) and
+a forward hook on the host applies it to the host's output. Hooks are bound methods of
+the injected modules, so ``copy.deepcopy(model)`` keeps them pointing at the copies.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from torch import nn
+
+from vladapter.errors import ConfigError
+
+SHARED = "shared"
+
+
+class TaskModules(nn.ModuleDict):
+    """One module shared by every task (key ``"shared"``), or one module per task.
+
+    ``modules[task]`` picks the module of the batch's task. A shared module is one module:
+    every task gets the very same parameters.
+    """
+
+    def __init__(self, make: Callable[[], nn.Module], tasks: Iterable[str], shared: bool):
+        tasks = tuple(tasks)
+        if not shared and not tasks:
+            raise ConfigError("a per-task PETL module needs the task keys: pass tasks=[...] to petl.apply")
+        super().__init__({SHARED: make()} if shared else {t: make() for t in tasks})
+        self.is_shared = shared
+
+    def __getitem__(self, task: str | None) -> nn.Module:
+        if self.is_shared:
+            return self._modules[SHARED]
+        module = self._modules.get(task) if task is not None else None
+        if module is None:
+            raise ConfigError(f"no per-task PETL module for task {task!r}; the method was applied for "
+                              f"tasks {sorted(self._modules)}: pass task=<one of them> to the model")
+        return module
+
+
+class OutputTransform(nn.Module):
+    """A module applied to its host's output (the first element when it is a tuple)."""
+
+    def output_hook(self, host: nn.Module, args: tuple, output):
+        if isinstance(output, tuple):
+            return (self(output[0]), *output[1:])
+        return self(output)
+
+
+def inject(host: nn.Module, name: str, transform: OutputTransform) -> None:
+    """Make ``transform`` the child ``name`` of ``host`` and apply it to ``host``'s output."""
+    if name in host._modules:
+        raise ConfigError(f"{type(host).__name__} already has a {name!r} module: a PETL method is applied twice")
+    host.add_module(name, transform)
+    host.register_forward_hook(transform.output_hook)
+
+
+def init_small(linear: nn.Linear, std: float = 1e-2) -> nn.Linear:
+    """Near-zero weights, zero bias: a residual module starts close to the identity."""
+    nn.init.normal_(linear.weight, std=std)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return linear
