@@ -117,6 +117,16 @@ def read_tvc(raw: Path, problems: Problems) -> dict[str, list[Record]]:
 
 
 def read_yc2c(raw: Path, problems: Problems) -> dict[str, list[Record]]:
+    """VALUE's yc2c_*_release.jsonl; without them, YouCook2's official annotations (train/val)."""
+    folder = raw / "yc2c"
+    official = folder / "youcookii_annotations_trainval.json"
+    if not (folder / "yc2c_train_release.jsonl").exists() and official.exists():
+        subs_path = folder / "yc2c_subtitles.jsonl"
+        subs = read_subtitles(subs_path, problems) if subs_path.exists() else None
+        out: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
+        for r in read_youcook2(official, problems, subs):
+            out[r.split].append(r)
+        return out
     return _read(raw, problems, "yc2c", YC2C_SPLITS, "yc2c_{}_release.jsonl")
 
 

@@ -1,0 +1,235 @@
+"""Download a real dataset's files into the raw layout: resumable, checksum-verified.
+
+Each file is fetched to <name>.part (resumed with an HTTP Range request after a dropped
+connection or an interrupted run), checked against the registered size and sha256, and
+only then renamed to its final name. A mismatch deletes the partial file and stops with
+an error: nothing unverified is ever left under the final name. Files already present
+and matching are skipped. Archives are then unpacked (listed members only).
+
+Sources: src/vladapter/data/registry.py. --mirror URL (or $VLADAPTER_MIRROR) fetches
+<mirror>/<dataset>/<name> instead of the registered URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from vladapter.data.registry import NOTES, REGISTRY, RemoteFile
+from vladapter.errors import ChecksumError, ConfigError, DataError
+from vladapter.utils.io import atomic_path
+
+CHUNK = 1 << 20
+MIRROR_ENV = "VLADAPTER_MIRROR"
+# what a dropped or stalled connection raises; the download then resumes from the .part file
+TRANSIENT = (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, urllib.error.URLError)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _matches(path: Path, spec: RemoteFile) -> bool:
+    if spec.size is not None and path.stat().st_size != spec.size:
+        return False
+    return spec.sha256 is None or sha256_of(path) == spec.sha256
+
+
+def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm) -> bool:
+    """Append what the server sends after the bytes already in ``part``; True when complete."""
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # asked past the end: the .part is already complete
+            return True
+        raise
+    with response:
+        if offset and response.status != 206:  # the server ignored Range: start over
+            offset = 0
+        length = response.headers.get("Content-Length")
+        expected = offset + int(length) if length is not None else None
+        if bar.total is None and expected is not None:
+            bar.total = expected
+        bar.n = offset
+        bar.refresh()
+        received = offset
+        with open(part, "ab" if offset else "wb") as f:
+            while True:
+                block = response.read(CHUNK)
+                if not block:
+                    break
+                f.write(block)
+                received += len(block)
+                bar.update(len(block))
+    # http.client does not raise when the peer closes early: compare with Content-Length
+    return expected is None or received >= expected
+
+
+def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = None, retries: int = 5,
+          timeout: float = 60.0, backoff: float = 1.0) -> str:
+    """Download ``url`` to ``dest`` via ``dest.part`` (resuming it); verify size and sha256.
+
+    Returns the file's sha256. Raises ChecksumError (and deletes the partial file) on a
+    mismatch, DataError when the server keeps failing after ``retries`` resumes.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    if size is not None and part.exists() and part.stat().st_size > size:
+        part.unlink()  # longer than the real file: not a prefix of it
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, mininterval=0.5)
+    try:
+        for attempt in range(retries + 1):
+            try:
+                if _fetch_once(url, part, timeout, bar):
+                    break
+            except urllib.error.HTTPError as e:
+                raise DataError(f"HTTP {e.code} {e.reason} for {url}", path=dest,
+                                fix="check the URL (or --mirror); the server refused the file") from None
+            except TRANSIENT as e:
+                if attempt == retries:
+                    raise DataError(f"download failed after {retries} resumes ({e})", path=part,
+                                    fix="rerun the same command: it resumes from the .part file") from None
+            time.sleep(backoff * attempt)
+        else:
+            raise DataError(f"the connection kept dropping ({retries} resumes)", path=part,
+                            fix="rerun the same command: it resumes from the .part file")
+    finally:
+        bar.close()
+    got_size = part.stat().st_size
+    digest = sha256_of(part)
+    if (size is not None and got_size != size) or (sha256 is not None and digest != sha256):
+        part.unlink()
+        raise ChecksumError(
+            f"downloaded file does not match the registry: size {got_size} (expected {size}), "
+            f"sha256 {digest} (expected {sha256}); the partial file was deleted", path=dest,
+            fix="check the URL or mirror serves the right file; if the source changed on purpose, update "
+                "src/vladapter/data/registry.py")
+    os.replace(part, dest)
+    return digest
+
+
+def _safe_member(name: str) -> bool:
+    p = PurePosixPath(name)
+    return not p.is_absolute() and ".." not in p.parts
+
+
+def extract(archive: Path, members: dict[str, str], root: Path) -> list[Path]:
+    """Unpack ``members`` (member -> path under ``root``; "*" -> everything under that
+    folder) from a zip or tar archive; each file is written atomically."""
+    written = []
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            entries = [(i.filename, lambda i=i: z.open(i)) for i in z.infolist() if not i.is_dir()]
+            written = _unpack(entries, members, root, archive)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as t:
+            entries = [(m.name, lambda m=m: t.extractfile(m)) for m in t.getmembers() if m.isfile()]
+            written = _unpack(entries, members, root, archive)
+    else:
+        raise DataError("not a zip or tar archive", path=archive, fix="delete it and download again")
+    return written
+
+
+def _unpack(entries, members: dict[str, str], root: Path, archive: Path) -> list[Path]:
+    names = {n for n, _ in entries}
+    missing = [m for m in members if m != "*" and m not in names]
+    if missing:
+        raise DataError(f"archive lacks {missing[0]}", path=archive, fix="the archive changed: update the registry")
+    written = []
+    for name, open_member in tqdm(entries, desc=f"extract {archive.name}", unit="file", mininterval=1.0):
+        if name in members:
+            target = root / members[name]
+        elif "*" in members and _safe_member(name):
+            target = root / members["*"] / name
+        else:
+            continue
+        with atomic_path(target, suffix=target.suffix) as tmp, open_member() as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+        written.append(target)
+    return written
+
+
+def load_registry(path: str | Path | None) -> dict[str, list[RemoteFile]]:
+    """The built-in registry, or one from a JSON file {dataset: [{name, url, size, sha256, extract}]}."""
+    if path is None:
+        return REGISTRY
+    try:
+        data = json.loads(Path(path).read_text())
+        return {ds: [RemoteFile.from_dict(f) for f in files] for ds, files in data.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"cannot read download registry {path}: {e}") from None
+
+
+def download(dataset: str, out: str | Path = "data/raw", only: str | None = None, mirror: str | None = None,
+             registry: dict[str, list[RemoteFile]] | None = None, retries: int = 5, timeout: float = 60.0) -> list[dict]:
+    """Fetch (and unpack) ``dataset``'s registered files under ``out/<dataset>/``.
+
+    Returns one entry per file: name, path, sha256 (None when skipped as already present and
+    verified), status (downloaded | present).
+    """
+    registry = REGISTRY if registry is None else registry
+    if dataset not in registry:
+        raise ConfigError(f"no download registered for {dataset!r} (known: {', '.join(registry)})")
+    files = [f for f in registry[dataset] if only is None or f.name == only]
+    if not files:
+        raise ConfigError(f"{dataset} has no file {only!r} (files: {', '.join(f.name for f in registry[dataset])})")
+    mirror = mirror or os.environ.get(MIRROR_ENV)
+    root = Path(out) / dataset
+    report = []
+    for spec in files:
+        dest = root / spec.name
+        # a marker, so an unpacking cut short is redone on the next run
+        marker = root / f".{spec.name}.extracted"
+        if dest.exists() and _matches(dest, spec):
+            report.append({"name": spec.name, "path": str(dest), "sha256": spec.sha256, "status": "present"})
+        else:
+            marker.unlink(missing_ok=True)
+            url = f"{mirror.rstrip('/')}/{dataset}/{spec.name}" if mirror else spec.url
+            digest = fetch(url, dest, spec.size, spec.sha256, retries=retries, timeout=timeout)
+            report.append({"name": spec.name, "path": str(dest), "sha256": digest, "status": "downloaded"})
+        if spec.extract and not marker.exists():
+            extract(dest, spec.extract, root)
+            marker.touch()
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help=f"dataset to download ({', '.join(REGISTRY)})")
+    parser.add_argument("--out", default="data/raw", help="root of the raw layout (default: data/raw)")
+    parser.add_argument("--file", dest="only", default=None, help="only this registered file name")
+    parser.add_argument("--mirror", default=None,
+                        help=f"fetch <mirror>/<dataset>/<name> instead of the registered URLs (or ${MIRROR_ENV})")
+    parser.add_argument("--registry", default=None, help="a JSON registry to use instead of the built-in one")
+    parser.add_argument("--retries", type=int, default=5, help="resumes after a dropped connection (default: 5)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default: 60)")
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = load_registry(args.registry)
+    for entry in download(args.dataset, args.out, args.only, args.mirror, registry, args.retries, args.timeout):
+        spec = next(f for f in registry[args.dataset] if f.name == entry["name"])
+        pin = "" if spec.sha256 or entry["status"] == "present" else "  (no registered sha256: pin this one)"
+        print(f"{entry['status']:<10} {entry['path']}  sha256={entry['sha256']}{pin}")
+    if args.dataset in NOTES:
+        print(f"note: {NOTES[args.dataset]}")
+    return 0
