@@ -1,0 +1,57 @@
+"""Helpers of the workflow tests: a private copy of the workflow, the environment to run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles"]
+
+
+def copy_workflow(dest: Path, extra: tuple[str, ...] = ()) -> Path:
+    """Copy the workflow definition (not its outputs) into ``dest``/work and return it."""
+    work = dest / "work"
+    work.mkdir()
+    for name in WORKFLOW_FILES + list(extra):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, work / name)
+    return work
+
+
+def snakemake_env(base: dict | None = None) -> dict:
+    """The environment jobs need: this interpreter's bin (vladapter, snakemake) first on PATH,
+    few threads, no network for models."""
+    env = dict(base if base is not None else os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir`` with the local profile; output captured."""
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/default", *args]
+    proc = subprocess.run(cmd, cwd=workdir, env=snakemake_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{(proc.stdout + proc.stderr)[-6000:]}")
+    return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> number of jobs a dry run plans (empty when there is nothing to do)."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    jobs: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs
