@@ -90,10 +90,10 @@ def _can_move(s: Shape, direction: str) -> bool:
 
 
 SUBTITLE_LINES = {
-    "appear": ["Here comes something.", "Look, a new one!", "Something just showed up.", "Oh, who is this?"],
+    "appear": ["Here comes something.", "Look, a new one!", "Something just arrived.", "Oh, who is this?"],
     "move": ["There it goes.", "It is on the move.", "Where is it going?", "Off it goes!"],
     "change": ["Whoa, did you see that?", "It looks different now.", "Something changed.", "Wait, what happened?"],
-    "filler": ["Let's watch.", "Keep your eyes open.", "Okay.", "Hmm, interesting.", "Stay with me.", "Right."],
+    "filler": ["Let's watch.", "Keep your eyes open.", "Okay.", "Hmm, interesting.", "Stay with me.", "Alright then."],
 }
 
 
