@@ -169,5 +169,18 @@ def evaluate_inputs(wildcards):
 
 
 def tokenizer_arg(wildcards, input):
-    """--tokenizer: the built word-level one (toy), else the LM's own (empty)."""
-    return input.tokenizer if "tokenizer" in input.keys() else ""
+    """--tokenizer: the word-level one built from the toy texts, else the LM's own."""
+    return input.tokenizer if "tokenizer" in input.keys() else LMS[wildcards.lm]
+
+
+def data_args(modality):
+    """Where training reads records and features, and their shape (config `features`)."""
+    f = config["features"]
+    return (f"--prepared data/prepared --features data/features"
+            f" --backbone {X.name_key(config['backbone'][modality])}"
+            f" --n-image-tokens {f['n_image_tokens']} --n-video-frames {f['n_video_frames']}")
+
+
+def device():
+    """Where training and evaluation run: the GPU when the job asks for one."""
+    return "cuda" if config["resources"]["train"]["gpu"] else "cpu"

@@ -27,8 +27,10 @@ rule pretrain:
     params:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
+        # what the backbone depends on (not which runs use it)
         settings={k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare")},
         tokenizer=tokenizer_arg,
+        data=data_args("image"),
         launcher=launcher,
     log:
         "logs/pretrain/{lm}.log",
@@ -40,9 +42,8 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --config {params.config} --lm {params.lm}"
-        " --tokenizer '{params.tokenizer}' --prepared data/prepared --features data/features"
-        " --out {output} > {log} 2>&1"
+        "{params.launcher}vladapter pretrain --config {params.config} --out {output}"
+        " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
 
 
 rule train:
@@ -54,12 +55,12 @@ rule train:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
         method=lambda w: run_of(w).method,
-        tasks=lambda w: ",".join(X.tasks(config, run_of(w).modality)),
+        tasks=lambda w: " ".join(X.tasks(config, run_of(w).modality)),
         init=lambda w, input: f"--init {input.init}" if "init" in input.keys() else "",
+        tokenizer=tokenizer_arg,
+        data=lambda w: data_args(run_of(w).modality),
         # what this run's result depends on: a change here (and only here) retrains it
         settings=lambda w: X.train_settings(config, run_of(w)),
-        lr=lambda w: X.train_settings(config, run_of(w))["lr"],
-        tokenizer=tokenizer_arg,
         launcher=launcher,
     log:
         "logs/train/{lm}/{run}.log",
@@ -71,6 +72,6 @@ rule train:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter train --config {params.config} --lm {params.lm} --method {params.method}"
-        " --tasks {params.tasks} --lr {params.lr} {params.init} --tokenizer '{params.tokenizer}'"
-        " --prepared data/prepared --features data/features --out {output} > {log} 2>&1"
+        "{params.launcher}vladapter train --config {params.config} --out {output}"
+        " --lm {params.lm} --method {params.method} --tasks {params.tasks} {params.init}"
+        " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"

@@ -10,6 +10,7 @@ rule evaluate:
     params:
         config=CONFIG,
         settings=config["evaluate"],
+        device=device(),
     log:
         "logs/evaluate/{lm}/{run}.log",
     benchmark:
@@ -20,9 +21,8 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "vladapter evaluate --config {params.config} --model {input.model} --prepared data/prepared"
-        " --features data/features --out {output.metrics} --predictions {output.predictions}"
-        " > {log} 2>&1"
+        "vladapter evaluate --config {params.config} --model {input.model} --out {output.metrics}"
+        " --predictions {output.predictions} --device {params.device} > {log} 2>&1"
 
 
 rule majority:
@@ -44,8 +44,8 @@ rule majority:
     conda:
         ENV
     shell:
-        "vladapter evaluate --majority --datasets {params.datasets} --prepared data/prepared"
-        " --split {params.split} --out {output} > {log} 2>&1"
+        "vladapter evaluate --majority --config {params.config} --datasets {params.datasets}"
+        " --prepared data/prepared --split {params.split} --out {output} > {log} 2>&1"
 
 
 rule report:
