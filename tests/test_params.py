@@ -1,0 +1,77 @@
+"""`vladapter params` reproduces the paper's % column (VL-BART) with the paper's accounting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vladapter import petl
+from vladapter.cli import main
+from vladapter.models import build_vl_model
+from vladapter.petl.accounting import parameter_table
+
+# PAPER.md, VL-BART, image-text (4 tasks) and video-text
+PAPER_IMAGE = {
+    "multiple_adapters": 12.22, "half_shared_adapters": 8.36, "single_adapter": 4.18, "hyperformer": 5.79,
+    "multiple_compacters": 7.05, "single_compacter": 2.70, "multiple_lora": 17.72, "single_lora": 5.93,
+    "multiple_prompts": 4.53, "single_prompt": 2.00, "visual_projection": 1.14, "layernorms": 1.18,
+    "full_finetuning": 100.0,
+}
+PAPER_VIDEO = {"single_adapter": 3.39, "single_lora": 5.17}
+
+
+@pytest.fixture(scope="module")
+def bart_image():
+    return {r["method"]: r for r in parameter_table("bart-base", "image")}
+
+
+@pytest.mark.parametrize("method", sorted(PAPER_IMAGE))
+def test_bart_image_percentages_match_the_paper(bart_image, method):
+    assert bart_image[method]["percent"] == pytest.approx(PAPER_IMAGE[method], abs=0.05)
+
+
+def test_bart_video_percentages_match_the_paper():
+    rows = {r["method"]: r for r in parameter_table("bart-base", "video", presets=list(PAPER_VIDEO))}
+    for method, paper in PAPER_VIDEO.items():
+        assert rows[method]["percent"] == pytest.approx(paper, abs=0.05)
+
+
+def test_the_worked_check_of_the_paper(bart_image):
+    # BART-base 139,420,416 + 200 token rows x 768; single adapter: visual embedding
+    # 1,582,848 + 30 adapters x 148,320 + 32 LayerNorms x 1,536 = 6.08M of 145.6M
+    model = build_vl_model("bart-base", feat_dim=2048, n_vis_tokens=36, device="meta")
+    assert sum(p.numel() for p in model.lm.parameters()) == 139_420_416 + 200 * 768
+    assert sum(p.numel() for p in model.visual.parameters()) == 1_582_848
+    row = bart_image["single_adapter"]
+    assert row["trainable"] == 1_582_848 + 30 * 148_320 + 32 * 1_536
+    assert row["total"] == 139_420_416 + 153_600 + 1_582_848 + 30 * 148_320
+    assert row["paper_percent"] == 4.18
+
+
+def test_full_finetuning_trains_everything_and_visual_projection_only_the_embedding(bart_image):
+    full, visual = bart_image["full_finetuning"], bart_image["visual_projection"]
+    assert full["trainable"] == full["total"] == visual["total"]
+    assert visual["trainable"] == 1_582_848
+
+
+def test_cli_writes_json_for_t5(tmp_path, capsys):
+    out = tmp_path / "params.json"
+    assert main(["params", "--lm", "t5-base", "--tasks", "image", "--json", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads(out.read_text())
+    assert printed == saved and saved["lm"] == "t5-base"
+    rows = {r["method"]: r for r in saved["methods"]}
+    assert set(rows) == set(petl.PRESETS)
+    # t5-base: 12+12 layers -> 24 + 36 = 60 adapters of 148,320; no biases anywhere in T5
+    assert rows["single_adapter"]["trainable"] - rows["layernorms"]["trainable"] == 60 * 148_320
+    assert rows["bitfit"]["trainable"] == rows["visual_projection"]["trainable"]
+    assert all(r["paper_percent"] is None for r in rows.values())  # the paper's % is for VL-BART
+
+
+def test_cli_table_and_errors(capsys):
+    assert main(["params", "--lm", "bart-base", "--tasks", "video"]) == 0
+    table = capsys.readouterr().out
+    assert "single_adapter" in table and "3.39" in table
+    assert main(["params", "--lm", "bart-large-xl"]) == 2
+    assert "unknown language model 'bart-large-xl'" in capsys.readouterr().err

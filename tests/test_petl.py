@@ -1,0 +1,259 @@
+"""Every PETL preset on tiny T5 and BART: what trains, task routing, checkpoints, generation."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from vladapter import petl
+from vladapter.errors import ConfigError
+from vladapter.models import build_vl_model
+from vladapter.petl.compacter import PHMLinear
+
+torch.set_num_threads(1)
+
+LMS = ("tiny-t5", "tiny-bart")
+TASKS = ("vqa", "gqa")
+VOCAB, FEAT, N_VIS = 60, 16, 4
+
+
+@pytest.fixture(scope="module")
+def bases():
+    """One base model per architecture; tests deep-copy it."""
+    torch.manual_seed(0)
+    return {lm: build_vl_model(lm, feat_dim=FEAT, n_vis_tokens=N_VIS, vocab_size=VOCAB) for lm in LMS}
+
+
+def batch(seed: int = 0, b: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (b, 5), generator=g)
+    return dict(input_ids=ids, attention_mask=torch.ones_like(ids), vis_feats=torch.randn(b, N_VIS, FEAT, generator=g),
+                labels=torch.randint(5, VOCAB, (b, 3), generator=g), boxes=torch.rand(b, N_VIS, 5, generator=g))
+
+
+def applied(bases, lm, preset, **overrides):
+    model = copy.deepcopy(bases[lm])
+    return petl.apply(model, preset, tasks=TASKS, **overrides)
+
+
+def train_steps(model, task="vqa", steps=2):
+    # two steps: zero-initialised parts (LoRA B) only let their partners move on step 2
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    model.train()
+    for i in range(steps):
+        model(**batch(i), task=task).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+
+
+def is_layernorm_name(name: str) -> bool:
+    return "layer_norm" in name or "layernorm_embedding" in name
+
+
+# the paper's table, written out: (modules the method adds, base groups that train)
+PAPER = {
+    "full_finetuning": ((), "all"),
+    "multiple_adapters": ((".adapter.",), "layernorm"),
+    "half_shared_adapters": ((".adapter.",), "layernorm"),
+    "single_adapter": ((".adapter.",), "layernorm"),
+    "hyperformer": ((".hyperformer.",), "layernorm"),
+    "multiple_compacters": ((".compacter.",), "layernorm"),
+    "single_compacter": ((".compacter.",), "layernorm"),
+    "multiple_lora": ((".lora.",), "bias"),
+    "single_lora": ((".lora.",), "bias"),
+    "multiple_prompts": (("prompts.",), None),
+    "single_prompt": (("prompts.",), None),
+    "visual_projection": ((), None),
+    "layernorms": ((), "layernorm"),
+    "adapter_task_prompts": ((".adapter.", "prompts."), "layernorm"),
+    "bitfit": ((), "bias"),
+}
+
+
+def intended(preset: str, name: str, task: str) -> bool:
+    """Should parameter ``name`` move after training on ``task``? From the paper's table,
+    independently of the registry and of how apply() sets requires_grad."""
+    added, group = PAPER[preset]
+    if name.startswith("visual.") or group == "all":
+        return True
+    if any(tag in name for tag in added):
+        other = [t for t in TASKS if t != task]
+        return not any(f".{t}." in name for t in other)
+    if group == "layernorm" and is_layernorm_name(name) and name.startswith("lm."):
+        return True
+    if group == "bias" and name.endswith(".bias") and name.startswith("lm."):
+        return True
+    return False
+
+
+def test_paper_table_covers_every_preset():
+    assert set(PAPER) == set(petl.PRESETS)
+
+
+@pytest.mark.parametrize("lm", LMS)
+@pytest.mark.parametrize("preset", list(petl.PRESETS))
+def test_only_intended_parameters_change(bases, lm, preset):
+    model = applied(bases, lm, preset)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train_steps(model, "vqa")
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    expected = {n for n in before if intended(preset, n, "vqa")}
+    assert changed == expected, (sorted(changed - expected)[:5], sorted(expected - changed)[:5])
+    # hyperformer's task embedding is one tensor for all tasks: only the vqa row moves
+    if preset == "hyperformer":
+        for name, p in model.named_parameters():
+            if name.endswith("task_embed.weight"):
+                assert not torch.equal(p[0], before[name][0]) and torch.equal(p[1], before[name][1])
+
+
+@pytest.mark.parametrize("lm", LMS)
+@pytest.mark.parametrize("preset", list(petl.PRESETS))
+def test_save_load_into_fresh_model_reproduces_outputs_and_generates(bases, lm, preset, tmp_path):
+    model = applied(bases, lm, preset)
+    train_steps(model, "gqa", steps=1)
+    path = petl.save(model, tmp_path / "run" / "adapter.safetensors")
+    fresh = petl.load(copy.deepcopy(bases[lm]), path)
+    fresh.eval()
+    for task in TASKS:
+        with torch.no_grad():
+            assert torch.equal(model(**batch(5), task=task).logits, fresh(**batch(5), task=task).logits)
+    method = json.loads((tmp_path / "run" / "method.json").read_text())
+    assert method["preset"] == preset and method["trainable"] == petl.count(model).trainable
+    # generation with visual input, greedy and beam; the visual input matters
+    b = batch(7)
+    kwargs = dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"], task="vqa", max_new_tokens=4)
+    greedy = fresh.generate(vis_feats=b["vis_feats"], **kwargs)
+    beams = fresh.generate(vis_feats=b["vis_feats"], num_beams=3, **kwargs)
+    assert greedy.shape[0] == beams.shape[0] == 2 and 1 <= greedy.shape[1] <= 4
+    assert int(greedy.max()) < VOCAB + 200
+
+
+def test_load_refuses_a_mismatching_model(bases, tmp_path):
+    model = applied(bases, "tiny-bart", "single_adapter")
+    path = petl.save(model, tmp_path / "a.safetensors")
+    other = build_vl_model("tiny-bart", feat_dim=FEAT * 2, n_vis_tokens=N_VIS, vocab_size=VOCAB)
+    with pytest.raises(ConfigError, match="another base model"):
+        petl.load(other, path)
+    with pytest.raises(ConfigError, match="holds single_adapter"):
+        petl.load(applied(bases, "tiny-bart", "single_lora"), path)
+    with pytest.raises(ConfigError, match="not found"):
+        petl.load(copy.deepcopy(bases["tiny-bart"]), tmp_path / "missing.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable safetensors"):
+        petl.load(copy.deepcopy(bases["tiny-bart"]), tmp_path / "bad.safetensors")
+
+
+@pytest.mark.parametrize("lm", LMS)
+@pytest.mark.parametrize("preset", ["single_lora", "multiple_lora"])
+def test_lora_with_zero_b_leaves_outputs_unchanged(bases, lm, preset):
+    base = copy.deepcopy(bases[lm]).eval()
+    model = applied(bases, lm, preset).eval()
+    for task in TASKS:
+        with torch.no_grad():
+            assert torch.equal(base(**batch(3), task=task).logits, model(**batch(3), task=task).logits)
+
+
+def adapters(model):
+    return [m for name, m in model.named_modules() if name.endswith(".adapter")]
+
+
+@pytest.mark.parametrize("lm", LMS)
+def test_shared_modules_are_one_tensor_and_per_task_modules_differ(bases, lm):
+    single = adapters(applied(bases, lm, "single_adapter"))
+    multiple = adapters(applied(bases, lm, "multiple_adapters"))
+    half = adapters(applied(bases, lm, "half_shared_adapters"))
+    n_slots = 2 * 2 + 2 * 3  # 2 encoder layers x (self, ffn) + 2 decoder layers x (self, cross, ffn)
+    assert len(single) == len(multiple) == len(half) == n_slots
+    for a in single:
+        assert a.down["vqa"].weight is a.down["gqa"].weight and a.up["vqa"] is a.up["gqa"]
+    for a in multiple:
+        assert a.down["vqa"] is not a.down["gqa"]
+        assert not torch.equal(a.down["vqa"].weight, a.down["gqa"].weight)
+    for a in half:
+        assert a.up["vqa"] is a.up["gqa"] and a.down["vqa"] is not a.down["gqa"]
+    n = {k: sum(p.numel() for a in v for p in a.parameters()) for k, v in
+         dict(single=single, multiple=multiple).items()}
+    assert n["multiple"] == len(TASKS) * n["single"]
+    with pytest.raises(ConfigError, match="no per-task PETL module for task 'caption'"):
+        multiple[0].down["caption"]
+
+
+@pytest.mark.parametrize("lm", LMS)
+def test_per_task_modules_route_by_task(bases, lm):
+    for preset in ("multiple_adapters", "multiple_prompts", "hyperformer"):
+        model = applied(bases, lm, preset)
+        train_steps(model, "vqa", steps=1)  # make the tasks' modules differ
+        with torch.no_grad():
+            a, b = (model(**batch(1), task=t).logits for t in TASKS)
+        assert not torch.allclose(a, b)
+        with pytest.raises(ConfigError, match="task"):
+            model(**batch(1), task=None)
+
+
+@pytest.mark.parametrize("lm", LMS)
+def test_hyperformer_generates_all_layers_in_one_call_per_stack_and_differs_per_task(bases, lm):
+    model = applied(bases, lm, "hyperformer")
+    hypernets = [m for name, m in model.named_modules() if name.endswith(".hyperformer") and hasattr(m, "weights")]
+    assert len(hypernets) == 2  # encoder, decoder
+    calls = []
+    for h in hypernets:
+        h.generator.register_forward_hook(lambda mod, args, out: calls.append(out.shape))
+    with torch.no_grad():
+        model(**batch(0), task="vqa")
+    d, b = model.d_model, model.d_model // 8
+    assert calls == [torch.Size([2, 2 * (2 * d * b + b + d)]), torch.Size([2, 3 * (2 * d * b + b + d)])]
+    for h in hypernets:
+        w_vqa, w_gqa = h.weights("vqa"), h.weights("gqa")
+        assert w_vqa.shape == (2, h.n_kinds, 2 * d * b + b + d)
+        assert not torch.allclose(w_vqa, w_gqa)
+    with pytest.raises(ConfigError, match="no task embedding for 'nlvr'"):
+        hypernets[0].weights("nlvr")
+
+
+def test_phm_weight_is_the_sum_of_kronecker_products():
+    torch.manual_seed(0)
+    layer = PHMLinear(8, 4, n=2)
+    expected = sum(torch.kron(layer.rules[i], layer.factors[i]) for i in range(2))
+    assert torch.allclose(layer.weight(), expected, atol=1e-7)
+    assert layer.rules.shape == (2, 2, 2) and layer.factors.shape == (2, 4, 2)
+    x = torch.randn(3, 5, 8)
+    assert torch.allclose(layer(x), x @ expected + layer.bias, atol=1e-6)
+    with pytest.raises(ConfigError, match="must divide"):
+        PHMLinear(7, 4, n=2)
+
+
+def test_task_prefix_follows_the_paper():
+    prefix = {name: p.task_prefix for name, p in petl.PRESETS.items()}
+    assert all(prefix[n] for n in ("full_finetuning", "single_adapter", "single_compacter", "single_lora",
+                                   "single_prompt", "visual_projection", "layernorms", "bitfit"))
+    assert not any(prefix[n] for n in ("multiple_adapters", "half_shared_adapters", "multiple_compacters",
+                                       "multiple_lora", "multiple_prompts", "hyperformer", "adapter_task_prompts"))
+
+
+def test_bad_configuration_is_a_clear_error(bases):
+    with pytest.raises(ConfigError, match="unknown PETL method 'adapterz'"):
+        applied(bases, "tiny-t5", "adapterz")
+    with pytest.raises(ConfigError, match="has no option 'rnak'"):
+        applied(bases, "tiny-t5", "single_lora", rnak=4)
+    with pytest.raises(ConfigError, match="positive integer"):
+        applied(bases, "tiny-t5", "single_lora", rank=0)
+    with pytest.raises(ConfigError, match="bad LoRA target"):
+        applied(bases, "tiny-t5", "single_lora", targets=["encoder.cross_attn.q"])
+    with pytest.raises(ConfigError, match="not divisible"):
+        applied(bases, "tiny-t5", "single_adapter", reduction_factor=3)
+    with pytest.raises(ConfigError, match="needs the task keys"):
+        petl.apply(copy.deepcopy(bases["tiny-t5"]), "multiple_adapters")
+    model = applied(bases, "tiny-t5", "single_adapter")
+    with pytest.raises(ConfigError, match="already applied"):
+        petl.apply(model, "single_lora", tasks=TASKS)
+
+
+def test_overrides_change_the_modules(bases):
+    model = applied(bases, "tiny-bart", "single_lora", rank=4, targets=["encoder.self_attn.k"])
+    loras = [m for name, m in model.named_modules() if name.endswith(".lora")]
+    assert len(loras) == 2 and loras[0].A["vqa"].weight.shape == (4, 128)
+    assert model.petl_method["overrides"] == {"rank": 4, "targets": ["encoder.self_attn.k"]}
