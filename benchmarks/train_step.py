@@ -1,0 +1,295 @@
+"""Training-step cost of every PETL preset as a ratio to full fine-tuning.
+
+For each language model architecture (random weights, built from its config: nothing is
+downloaded) and each method preset, one fresh process builds the VL model, applies the
+preset, and times full training steps (forward + backward + AdamW step + zero_grad) on a
+synthetic batch of the paper's image-text sizes: 36 visual tokens of 2048-d (CLIP RN101
+grid), 20 text tokens, 20 caption target tokens. It reports
+
+- step time (median of --repeats after --warmup) and achieved model FLOP/s,
+- peak memory: the child's peak RSS on CPU, max allocated on CUDA,
+- optimiser-state bytes and the gradient bytes, and the number of frozen parameters that
+  received a gradient (must be 0: frozen parameters cost nothing in the optimiser),
+
+and, in the parent, each as a ratio to full fine-tuning measured in the same run.
+
+    .venv/bin/python benchmarks/train_step.py --lms facebook/bart-base --presets single_adapter
+    .venv/bin/python benchmarks/train_step.py                     # every preset, bart-base + t5-base
+    .venv/bin/python benchmarks/train_step.py --device cuda --dtype bf16 --peak-tflops 989
+
+The markdown table goes to stdout and --markdown; raw results to --out (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import (REPO, check, emit_result, machine_description, markdown_table, mib,  # noqa: E402
+                   optimizer_state_bytes, peak_rss_bytes, run_child, time_call)
+
+IMAGE_TASKS = ["vqa", "gqa", "nlvr", "caption"]
+FULL = "full_finetuning"
+# Targets of issue 7 (bart-base, CPU, batch 16)
+TARGET_LM = "facebook/bart-base"
+TARGET_TIME = {"single_adapter": 0.6}
+TARGET_MEMORY = {"single_adapter": 0.6}
+STATE_TOLERANCE = 0.01  # optimiser-state ratio within 1% of the trainable fraction
+
+
+# --------------------------------------------------------------------------- child side
+
+def build(lm: str, preset: str, feat_dim: int, n_vis_tokens: int, tasks=IMAGE_TASKS):
+    """The VL model of ``lm`` (random weights) with ``preset`` applied, in train mode."""
+    from vladapter import petl
+    from vladapter.models import build_vl_model
+
+    model = build_vl_model(lm, pretrained=False, feat_dim=feat_dim, n_vis_tokens=n_vis_tokens)
+    if preset != FULL:
+        petl.apply(model, preset, tasks=tasks)
+    return model.train()
+
+
+def synthetic_batch(model, batch_size: int, text_len: int, target_len: int, n_vis: int,
+                    feat_dim: int, device, seed: int = 0) -> dict:
+    """A batch of the paper's shapes with random token ids and features."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    vl_config = getattr(model, "vl_config", None)
+    vocab = vl_config["text_vocab"] if vl_config else model.config.vocab_size
+    # ids from a low range: every tokenizer has them, no special-token semantics needed
+    hi = min(vocab, 30000)
+    batch = {
+        "input_ids": torch.randint(10, hi, (batch_size, text_len), generator=g),
+        "attention_mask": torch.ones(batch_size, text_len, dtype=torch.long),
+        "vis_feats": torch.randn(batch_size, n_vis, feat_dim, generator=g),
+        "vis_mask": torch.ones(batch_size, n_vis, dtype=torch.bool),
+        "img_order": torch.zeros(batch_size, n_vis, dtype=torch.long),
+        "labels": torch.randint(10, hi, (batch_size, target_len), generator=g),
+    }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def adamw(model):
+    """AdamW over the trainable parameters only (frozen ones get no state at all)."""
+    import torch
+
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, eps=1e-6,
+                             weight_decay=0.01)
+
+
+def measure(args) -> dict:
+    """One preset, one process: build the model, then `measure_model`."""
+    import torch
+
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from vladapter.train.optim import build_optimizer
+
+    model = build(args.lm, args.preset, args.feat_dim, args.n_vis)
+    # the trainer's own optimiser (AdamW, no decay on biases/norms): what training runs
+    return {"lm": args.lm, "preset": args.preset,
+            **measure_model(model, args, lambda m: build_optimizer(m, lr=1e-4))}
+
+
+def measure_model(model, args, optimizer_factory=adamw) -> dict:
+    """Time training steps of ``model`` on a synthetic batch of ``args``' shapes.
+
+    ``model(**batch, task=...)`` must return an object with ``.loss``. One probe step first
+    counts FLOPs (forward + backward), the gradient bytes and the frozen parameters that
+    received a gradient; then ``args.warmup`` untimed and ``args.repeats`` timed steps.
+    Only needs torch: the peers' environment runs it too.
+    """
+    import contextlib
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    model = model.to(device).train()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    batch = synthetic_batch(model, args.batch_size, args.text_len, args.target_len, args.n_vis,
+                            args.feat_dim, device)
+    optimizer = optimizer_factory(model)
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+                if args.dtype == "bf16" else contextlib.nullcontext())
+    rss_model = peak_rss_bytes()
+
+    def forward_backward():
+        with autocast:
+            loss = model(**batch, task=args.task).loss
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"non-finite loss {loss.item()}")
+        loss.backward()
+
+    def step():
+        forward_backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    with FlopCounterMode(display=False) as counter:
+        forward_backward()
+    flops = counter.get_total_flops()
+    frozen_with_grad = sum(1 for p in model.parameters() if not p.requires_grad and p.grad is not None)
+    grad_bytes = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters()
+                     if p.grad is not None)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    state_bytes = optimizer_state_bytes(optimizer)
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    timing = time_call(step, warmup=args.warmup, repeats=args.repeats,
+                       sync=torch.cuda.synchronize if cuda else None)
+    result = {
+        "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
+        "trainable": trainable, "total": total,
+        "step_s": timing["median_s"], "step_times_s": timing["times_s"],
+        "flops_per_step": flops, "flops_per_s": flops / timing["median_s"],
+        "optimizer_state_bytes": state_bytes, "grad_bytes": grad_bytes,
+        "frozen_params_with_grad": frozen_with_grad,
+        "rss_after_build_bytes": rss_model, "peak_rss_bytes": peak_rss_bytes(),
+    }
+    if cuda:
+        result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+    if args.peak_tflops:
+        result["mfu"] = result["flops_per_s"] / (args.peak_tflops * 1e12)
+    return result
+
+
+# --------------------------------------------------------------------------- parent side
+
+def all_presets() -> list[str]:
+    from vladapter import petl
+
+    names = list(petl.PRESETS)
+    return [FULL] + [n for n in names if n != FULL]
+
+
+def child_argv(args, lm: str, preset: str) -> list[str]:
+    argv = [Path(__file__).resolve(), "--child", "--lm", lm, "--preset", preset]
+    for opt in ("device", "dtype", "batch_size", "text_len", "target_len", "n_vis", "feat_dim",
+                "warmup", "repeats", "threads", "task", "peak_tflops"):
+        value = getattr(args, opt)
+        if value is not None:
+            argv += [f"--{opt.replace('_', '-')}", str(value)]
+    return argv
+
+
+def with_ratios(results: list[dict]) -> list[dict]:
+    """Add ``*_ratio`` fields against the full fine-tuning result of the same lm."""
+    full = {r["lm"]: r for r in results if r["preset"] == FULL}
+    memory_key = "peak_cuda_bytes" if "peak_cuda_bytes" in results[0] else "peak_rss_bytes"
+    out = []
+    for r in results:
+        f = full.get(r["lm"])
+        r = dict(r)
+        if f is not None:
+            r["trainable_fraction"] = r["trainable"] / f["trainable"]
+            r["time_ratio"] = r["step_s"] / f["step_s"]
+            r["memory_ratio"] = r[memory_key] / f[memory_key]
+            r["state_ratio"] = r["optimizer_state_bytes"] / f["optimizer_state_bytes"]
+            r["flops_ratio"] = r["flops_per_step"] / f["flops_per_step"]
+            r["state_ok"] = (r["frozen_params_with_grad"] == 0 and
+                             abs(r["state_ratio"] - r["trainable_fraction"])
+                             <= STATE_TOLERANCE * r["trainable_fraction"])
+        out.append(r)
+    return out
+
+
+def table(results: list[dict]) -> str:
+    cuda = "peak_cuda_bytes" in results[0]
+    mem = "peak CUDA MiB" if cuda else "peak RSS MiB"
+    headers = ["lm", "preset", "trainable %", "step s", "time x", "GFLOP/s", mem, "memory x",
+               "optim. state MiB", "state x", "state = trainable fraction", "target"]
+    if any("mfu" in r for r in results):
+        headers.insert(6, "MFU")
+    rows = []
+    for r in results:
+        targets = []
+        if r["lm"] == TARGET_LM and "time_ratio" in r:
+            for what, key, limits in (("time", "time_ratio", TARGET_TIME), ("mem", "memory_ratio", TARGET_MEMORY)):
+                if r["preset"] in limits:
+                    targets.append(f"{what}<={limits[r['preset']]}: {check(r[key] <= limits[r['preset']])}")
+        row = [r["lm"], r["preset"], 100 * r["trainable"] / r["total"], r["step_s"],
+               r.get("time_ratio"), r["flops_per_s"] / 1e9,
+               mib(r.get("peak_cuda_bytes", r["peak_rss_bytes"])), r.get("memory_ratio"),
+               mib(r["optimizer_state_bytes"]), r.get("state_ratio"),
+               check(r["state_ok"]) if "state_ok" in r else "", "; ".join(targets)]
+        if "mfu" in headers:
+            row.insert(6, r.get("mfu"))
+        rows.append(row)
+    return markdown_table(headers, rows)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lms", nargs="+", default=["facebook/bart-base", "t5-base"],
+                   help="language-model architectures (random weights; default: %(default)s)")
+    p.add_argument("--presets", nargs="+", default=None,
+                   help="PETL presets (default: all of vladapter.petl.PRESETS); "
+                        "full_finetuning is always measured as the reference")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16 = torch.autocast mixed precision (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
+    p.add_argument("--text-len", type=int, default=20, help="text tokens (default: %(default)s)")
+    p.add_argument("--target-len", type=int, default=20, help="caption target tokens (default: %(default)s)")
+    p.add_argument("--n-vis", type=int, default=36, help="visual tokens (default: %(default)s)")
+    p.add_argument("--feat-dim", type=int, default=2048, help="visual feature size (default: %(default)s)")
+    p.add_argument("--task", default="caption", help="task key routed per batch (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="timed steps; median reported (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="device peak TFLOP/s for MFU (e.g. 989 for H100 SXM bf16 dense)")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks/out/train_step.json",
+                   help="raw results JSON (default: %(default)s)")
+    p.add_argument("--markdown", type=Path, default=REPO / "benchmarks/out/train_step.md",
+                   help="markdown table (default: %(default)s)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--lm", help=argparse.SUPPRESS)
+    p.add_argument("--preset", help=argparse.SUPPRESS)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.child:
+        emit_result(measure(args))
+        return 0
+
+    from tqdm import tqdm
+
+    from vladapter.utils.io import write_json, write_text
+
+    presets = args.presets or all_presets()
+    presets = [FULL] + [p for p in presets if p != FULL]
+    jobs = [(lm, preset) for lm in args.lms for preset in presets]
+    results = []
+    for lm, preset in tqdm(jobs, desc="train-step benchmark", unit="run"):
+        results.append(run_child(child_argv(args, lm, preset)))
+    results = with_ratios(results)
+    cmd = "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    md = (f"Command: `{cmd.strip()}`\n\nMachine: {json.dumps(machine_description())}\n\n"
+          f"Batch {args.batch_size}, {args.n_vis} visual tokens x {args.feat_dim}, {args.text_len} text "
+          f"tokens, {args.target_len} target tokens, {args.device} {args.dtype}; ratios (x) against "
+          f"full fine-tuning of the same lm in this run.\n\n" + table(results) + "\n")
+    write_json(args.out, {"machine": machine_description(), "results": results})
+    write_text(args.markdown, md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The benchmark harness: measurement helpers, and the benchmarks themselves on tiny models.
+
+The real numbers (bart-base / t5-base, batch 16) are in BENCHMARKS.md; here the scripts run
+end to end on the toy architecture, and what must hold whatever the machine is asserted:
+optimiser state exactly proportional to the trainable parameters, no gradient on a frozen
+parameter, our implementations computing what the peer libraries compute.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _util  # noqa: E402
+import train_step  # noqa: E402
+
+torch.set_num_threads(1)
+TINY = ["--feat-dim", "64", "--n-vis", "16", "--batch-size", "4", "--text-len", "8", "--target-len", "6",
+        "--warmup", "0", "--repeats", "1", "--threads", "1"]
+
+
+def test_time_call_counts_warmup_and_repeats():
+    calls = []
+    stats = _util.time_call(lambda: calls.append(1), warmup=2, repeats=5)
+    assert len(calls) == 7
+    assert len(stats["times_s"]) == 5
+    assert stats["min_s"] <= stats["median_s"] <= max(stats["times_s"])
+    with pytest.raises(ValueError):
+        _util.time_call(lambda: None, repeats=0)
+
+
+def test_optimizer_state_bytes_is_two_moments_per_trainable_parameter():
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.Linear(20, 3))
+    model[0].requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    model(torch.randn(2, 10)).sum().backward()
+    opt.step()
+    # exp_avg + exp_avg_sq in fp32 for 20*3+3 parameters, plus a float32 step per tensor
+    assert _util.optimizer_state_bytes(opt) == 2 * 4 * 63 + 2 * 4
+
+
+def test_run_child_returns_the_emitted_json_and_reports_failures(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(f"import sys; sys.path.insert(0, {str(BENCH)!r}); import _util\n"
+                      "print('noise'); _util.emit_result({'peak': _util.peak_rss_bytes()})\n")
+    out = _util.run_child([script])
+    assert out["peak"] > 10 * 2**20  # a Python process has at least ~10 MiB resident
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise SystemExit('broken on purpose')\n")
+    with pytest.raises(RuntimeError, match="exit 1"):
+        _util.run_child([bad])
+
+
+def test_markdown_table_formats_numbers():
+    md = _util.markdown_table(["a", "b"], [["x", 0.12345], ["y", 1234.5]])
+    assert md.splitlines() == ["| a | b |", "|---|---|", "| x | 0.123 |", "| y | 1234.5 |"]
+
+
+def test_ratios_are_against_full_finetuning_of_the_same_lm():
+    def r(lm, preset, trainable, step, rss, state):
+        return {"lm": lm, "preset": preset, "trainable": trainable, "total": 100, "step_s": step,
+                "peak_rss_bytes": rss, "optimizer_state_bytes": state, "flops_per_step": 10.0,
+                "frozen_params_with_grad": 0}
+
+    rows = train_step.with_ratios([r("a", "full_finetuning", 100, 2.0, 1000, 800),
+                                   r("a", "single_adapter", 10, 1.0, 400, 80),
+                                   r("b", "full_finetuning", 50, 4.0, 100, 400),
+                                   r("b", "single_adapter", 10, 1.0, 50, 100)])
+    assert [x["time_ratio"] for x in rows] == [1.0, 0.5, 1.0, 0.25]
+    assert [x["memory_ratio"] for x in rows] == [1.0, 0.4, 1.0, 0.5]
+    assert [x["state_ok"] for x in rows] == [True, True, True, False]  # b: 0.25 state for 0.2 trainable
+
+
+def test_train_step_on_tiny_bart_reports_ratios_and_frozen_parameters_cost_nothing(tmp_path):
+    out = tmp_path / "train_step.json"
+    assert train_step.main(["--lms", "tiny-bart", "--presets", "single_adapter", *TINY,
+                            "--out", str(out), "--markdown", str(tmp_path / "t.md")]) == 0
+    rows = {r["preset"]: r for r in json.loads(out.read_text())["results"]}
+    full, adapter = rows["full_finetuning"], rows["single_adapter"]
+    assert full["trainable"] == full["total"] and full["time_ratio"] == 1.0
+    assert adapter["frozen_params_with_grad"] == 0
+    # AdamW: two fp32 moments per trainable parameter + one fp32 step per tensor; no more
+    n_tensors = (adapter["optimizer_state_bytes"] - 8 * adapter["trainable"]) / 4
+    assert n_tensors == int(n_tensors) and 0 < n_tensors < 200
+    assert adapter["grad_bytes"] == 4 * adapter["trainable"]
+    assert adapter["state_ok"] and abs(adapter["state_ratio"] - adapter["trainable_fraction"]) < 0.01
+    # frozen weights need no weight gradients: fewer FLOPs per step
+    assert adapter["flops_ratio"] < 0.9
+    assert "| tiny-bart | single_adapter |" in (tmp_path / "t.md").read_text()
+
+
+@pytest.mark.slow  # creates benchmarks/out/peers-venv (adapters + its transformers) on first use
+def test_peers_compute_what_our_lora_and_adapter_compute(tmp_path):
+    import peers
+
+    out = tmp_path / "peers.json"
+    assert peers.main(["--lm", "tiny-bart", "--rounds", "0", *TINY, "--exchange", str(tmp_path / "x"),
+                       "--out", str(out), "--markdown", str(tmp_path / "p.md")]) == 0
+    rows = {r["comparison"]: r for r in json.loads(out.read_text())["rows"]}
+    for comparison in ("lora", "adapter"):
+        # the methods' weights move the logits, and both libraries move them the same way
+        assert rows[comparison]["effect"] > 1e-3
+        assert rows[comparison]["max_abs_diff"] <= 1e-5
