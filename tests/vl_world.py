@@ -55,7 +55,7 @@ def build(root: Path, n_train: int = 48, n_test: int = 16, seed: int = 0,
     images, videos = {}, {}
     splits = {"train": n_train, "test": n_test}
     for split, n in splits.items():
-        recs: dict[str, list[Record]] = {t: [] for t in tasks}
+        recs: dict[str, list[Record]] = {t: [] for t in tasks if t != "pretrain"}
         for i in range(n):
             c = int(rng.integers(len(COLOURS)))
             img = f"img-{split}-{i}"
@@ -89,15 +89,30 @@ def build(root: Path, n_train: int = 48, n_test: int = 16, seed: int = 0,
                     text="which colour is shown?", context="hello there . look at this",
                     choices=[COLOURS[j] for j in order] + ["none"], answer_idx=int(np.where(order == c)[0][0])))
         for task, rows in recs.items():
+            if task == "pretrain":
+                continue
             dataset = {"vqa": "vqav2", "nlvr": "nlvr2", "caption": "coco", "tvqa": "tvqa"}[task]
             write_jsonl(prepared / dataset / f"{split}.jsonl", (r.to_dict() for r in rows))
+    if "pretrain" in tasks:  # captions and QA on their own images, as the pre-training split
+        rows = []
+        for i in range(n_train):
+            c = int(rng.integers(len(COLOURS)))
+            img = f"pt-{i}"
+            images[img] = _image_feature(rng, c)
+            rows.append(Record(uid=f"cap-{i}", task="pretrain", split="train", source="pretrain", images=[img],
+                               references=[f"a {COLOURS[c]} shape", f"one {COLOURS[c]} shape"],
+                               meta={"kind": "caption"}))
+            rows.append(Record(uid=f"qa-{i}", task="pretrain", split="train", source="pretrain", images=[img],
+                               text="what colour is the shape?", targets={COLOURS[c]: 1.0}, meta={"kind": "qa"}))
+        write_jsonl(prepared / "pretrain" / "train.jsonl", (r.to_dict() for r in rows))
+        _write_grid(features / "pretrain.testclip.h5", {k: v for k, v in images.items() if k.startswith("pt-")})
     coco = {k: v for k, v in images.items() if k.startswith("img-")}
     _write_grid(features / "coco.testclip.h5", coco)
     _write_grid(features / "nlvr2.testclip.h5", {k: v for k, v in images.items() if k.startswith("pair-")})
     if videos:
         _write_frames(features / "tvqa.testclip.h5", videos)
     texts = ["what colour is the shape ? the left image is which colour is shown ? hello there . look at this",
-             "a one shape none", *COLOURS]
+             "a one shape none pretrain caption true false", *COLOURS]
     tok = build_tokenizer(texts)
     tok.save_pretrained(str(root / "tokenizer"))
     return {"prepared": prepared, "features": features, "tokenizer": root / "tokenizer"}

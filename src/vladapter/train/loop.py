@@ -96,7 +96,9 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, run_dir: str | Path,
     specs = list(sampler.iterate(start * accum, total_steps * accum))
     loader = torch.utils.data.DataLoader(builder, batch_size=None, sampler=specs, num_workers=cfg.num_workers,
                                          pin_memory=device.type == "cuda",
-                                         persistent_workers=False)
+                                         # its own generator: the loader's seed draw must not
+                                         # shift the global RNG that dropout (and resume) use
+                                         generator=torch.Generator().manual_seed(cfg.seed))
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     live = _live(run_dir, resume=start > 0) if dist.is_main else None
 

@@ -1,0 +1,99 @@
+"""VL pre-training of the whole backbone (`vladapter pretrain`).
+
+VL-T5-style objectives on data/prepared/pretrain (masked span prediction on captions
+with the image, image-text matching, QA), trained together with the multi-task loop of
+`vladapter train` (same sampler, optimiser, checkpoints, DDP, --resume). The result is a
+whole model (VLModel.save_pretrained: model.safetensors + vl_config.json) that
+`vladapter train --init <out>` starts from. Reads the ``pretrain`` section of --config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from vladapter.train.config import PretrainConfig, add_config_flags, load_section, overrides_from, to_dict
+
+INFO_FILE = "pretrain.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config; its `pretrain` section is read (flags override it)")
+    parser.add_argument("--out", help="backbone folder (default: models/pretrain/<lm>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    add_config_flags(parser, PretrainConfig, skip=("method", "tasks", "init"))
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_section(args.config, "pretrain", PretrainConfig, overrides_from(args, PretrainConfig))
+    out = Path(args.out or Path("models") / "pretrain" / cfg.lm.replace("/", "_"))
+    pretrain(cfg, out, resume=args.resume)
+    return 0
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict:
+    """Pre-train ``cfg.lm`` on the pre-training split; writes the backbone to ``out``."""
+    from vladapter.tasks.pretrain import objectives
+    from vladapter.train import checkpoint as ckpt
+    from vladapter.train.data import Features, TaskData, load_records
+    from vladapter.train.dist import init_distributed, shutdown
+    from vladapter.train.loop import fit
+    from vladapter.train.model import build_model, feature_dim, load_run_tokenizer, set_dropout
+    from vladapter.utils.io import write_json
+
+    out = Path(out)
+    if resume and (out / INFO_FILE).is_file():
+        print(f"{out} is already pre-trained; nothing to resume")
+        return json.loads((out / INFO_FILE).read_text())
+    if not resume and ckpt.list_checkpoints(out):
+        shutil.rmtree(out / "checkpoints")
+
+    dist = init_distributed()
+    try:
+        tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
+        records = load_records(cfg.prepared, "pretrain", cfg.split, None)
+        sentinels = "<extra_id_0>" in tokenizer.get_vocab()
+        data = {name: TaskData(task, recs[: cfg.max_examples] if cfg.max_examples else recs)
+                for name, (task, recs) in objectives(cfg.objectives, records, sentinels).items()}
+        features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
+        feat_dim = feature_dim(features, data)
+
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.lm, cfg.init, feat_dim, cfg.n_image_tokens, len(tokenizer))
+        if cfg.dropout is not None:
+            set_dropout(model, cfg.dropout)
+        torch.manual_seed(cfg.seed * 1000 + 1 + dist.rank)
+        # every objective runs as one task "pretrain": the backbone has no per-task modules
+        result = fit(model, data, cfg, out, tokenizer=tokenizer, features=features, prefix=True,
+                     dist=dist, resume=resume, model_task="pretrain")
+        info = {"config": to_dict(cfg), "feat_dim": feat_dim, "vocab_size": len(tokenizer),
+                "objectives": {n: len(d.records) for n, d in data.items()}, "steps": result.steps,
+                "final_loss": result.loss, "seconds": round(result.seconds, 2),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if dist.is_main:
+            _save_backbone(model, out)
+            write_json(out / INFO_FILE, info)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return info
+    finally:
+        shutdown(dist)
+
+
+def _save_backbone(model, out: Path) -> None:
+    """VLModel.save_pretrained into ``out``, keeping the dvclive log already there."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".backbone.", dir=out))
+    try:
+        model.save_pretrained(tmp / "model")
+        files = sorted((tmp / "model").iterdir(), key=lambda p: p.suffix == ".json")  # config last
+        for f in files:
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

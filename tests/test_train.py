@@ -1,0 +1,157 @@
+"""Multi-task training: sampler, optimiser, schedule, config, resume-after-kill, NaN handling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vl_world
+from vladapter.errors import ConfigError, TrainingError
+from vladapter.train.checkpoint import list_checkpoints
+from vladapter.train.config import TrainConfig, load_section
+from vladapter.train.optim import build_optimizer, parameter_groups, warmup_linear
+from vladapter.train.sampler import TaskSampler
+
+REPO = Path(__file__).resolve().parents[1]
+VLADAPTER = [sys.executable, "-m", "vladapter.cli"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return vl_world.build(tmp_path_factory.mktemp("world"))
+
+
+def train_args(world, out, *extra):
+    return [*VLADAPTER, "train", "--prepared", str(world["prepared"]), "--features", str(world["features"]),
+            "--tokenizer", str(world["tokenizer"]), "--tasks", "vqa,nlvr,caption,tvqa", "--batch-size", "6",
+            "--n-video-frames", "8", "--lr", "1e-3", "--log-every", "5", "--out", str(out), *extra]
+
+
+def env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+
+
+# --- sampler --------------------------------------------------------------------------------
+
+def test_sampler_covers_every_example_once_per_epoch_in_task_proportion():
+    sampler = TaskSampler({"vqa": 30, "gqa": 12, "nlvr": 5}, {"vqa": 6, "gqa": 4, "nlvr": 2}, seed=3)
+    assert sampler.batches_per_epoch == 5 + 3 + 3
+    batches = sampler.epoch(0)
+    for task, n in (("vqa", 30), ("gqa", 12), ("nlvr", 5)):
+        seen = np.concatenate([idx for t, idx in batches if t == task])
+        assert sorted(seen.tolist()) == list(range(n))
+    assert [t for t, _ in batches] != sorted(t for t, _ in batches)  # tasks are interleaved
+    assert [t for t, _ in sampler.epoch(0)] == [t for t, _ in batches]  # deterministic
+    assert [t for t, _ in sampler.epoch(1)] != [t for t, _ in batches]  # reshuffled per epoch
+
+
+def test_sampler_iterate_is_a_slice_of_the_run():
+    sampler = TaskSampler({"a": 7, "b": 4}, {"a": 2, "b": 2}, seed=0)
+    whole = list(sampler.iterate(0, 20))
+    assert [s.step for s in whole] == list(range(20))
+    assert list(sampler.iterate(13, 20)) == whole[13:]
+    assert whole[6].epoch == 1  # 4 + 2 batches per epoch
+
+
+def test_sampler_drops_batches_too_small_for_every_rank():
+    sampler = TaskSampler({"a": 5}, {"a": 2}, min_batch=2)
+    assert [len(i) for _, i in sampler.epoch(0)] == [2, 2]
+
+
+# --- optimiser, schedule --------------------------------------------------------------------
+
+def test_no_weight_decay_on_biases_and_layernorms():
+    from vladapter.models import build_vl_model
+
+    model = build_vl_model("tiny-bart", feat_dim=8, n_vis_tokens=4, vocab_size=50)
+    decay, no_decay = parameter_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+    norm_weights = {f"{m}.weight" for m, mod in model.named_modules() if isinstance(mod, torch.nn.LayerNorm)}
+    assert no_decay_names == norm_weights | {n for n, _ in model.named_parameters() if n.endswith("bias")}
+    assert "visual.feat.1.weight" in no_decay_names  # the visual embedding's LayerNorm
+    assert "lm.model.encoder.layers.0.self_attn_layer_norm.weight" in no_decay_names
+    assert "lm.model.encoder.layers.0.fc1.bias" in no_decay_names
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    opt = build_optimizer(model, 1e-3)
+    assert opt.defaults["eps"] == 1e-6
+
+
+def test_warmup_then_linear_decay():
+    f = warmup_linear(100, 0.1)
+    assert [f(0), f(5), f(10), f(55), f(100)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+
+
+# --- configuration --------------------------------------------------------------------------
+
+def test_config_section_flags_and_unknown_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  steps: 300\n  batch_size: 32\n  lr: {default: 1.0e-3, full_finetuning: 1.0e-4}\n"
+                    "  video: {steps: 200, batch_size: 16}\n")
+    cfg = load_section(path, "train", TrainConfig, {"method": "full_finetuning"})
+    assert (cfg.steps, cfg.batch_size, cfg.learning_rate()) == (300, 32, 1e-4)
+    video = load_section(path, "train", TrainConfig, {"tasks": ["tvqa", "tvc"], "batch_size": 8})
+    assert (video.steps, video.batch_size) == (200, 8)  # video overrides, then flags
+    path.write_text("train:\n  stepz: 3\n  batch_size: 2\n")
+    with pytest.raises(ConfigError, match="stepz"):
+        load_section(path, "train", TrainConfig)
+
+
+# --- end to end: resume after a kill, NaN ---------------------------------------------------
+
+def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path):
+    common = ["--steps", "24", "--checkpoint-every", "4", "--keep-checkpoints", "2"]
+    full = tmp_path / "full"
+    subprocess.run(train_args(world, full, *common), check=True, env=env(), capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_args(world, killed, *common), env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(c.name >= "step-0000008" for c in list_checkpoints(killed)):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "train.json").exists(), "the run finished before it could be killed"
+    assert list_checkpoints(killed), "no checkpoint before the kill"
+
+    subprocess.run(train_args(world, killed, *common, "--resume"), check=True, env=env(), capture_output=True)
+    a, b = load_file(full / "adapter.safetensors"), load_file(killed / "adapter.safetensors")
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not (killed / "checkpoints").exists()  # a finished run keeps only its result
+
+
+def test_nan_loss_stops_with_training_error_and_keeps_checkpoint(world, tmp_path):
+    from vladapter.train.run import train
+
+    broken = tmp_path / "features"
+    broken.mkdir()
+    for f in Path(world["features"]).iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    with h5py.File(broken / "coco.testclip.h5", "a") as f:  # one image's features become NaN
+        for key in [k for k in f.keys() if k.startswith("img-train-")]:
+            data = f[key][()]
+            data[:] = np.nan
+            f[key][...] = data
+    cfg = TrainConfig(tasks=["vqa", "nlvr"], prepared=str(world["prepared"]), features=str(broken),
+                      tokenizer=str(world["tokenizer"]), steps=30, batch_size=6, checkpoint_every=1)
+    torch.set_num_threads(1)
+    with pytest.raises(TrainingError, match=r"non-finite loss at step \d+ .*task vqa") as err:
+        train(cfg, tmp_path / "run")
+    kept = list_checkpoints(tmp_path / "run")
+    if kept:  # the NLVR2 batches before the first VQA batch were checkpointed, and are named
+        assert str(kept[-1]) in str(err.value)
+    assert not (tmp_path / "run" / "adapter.safetensors").exists()
