@@ -51,11 +51,11 @@ SCALES = {
     ),
     "default": Scale(
         coco={"train": 1500, "restval": 200, "val": 150, "test": 150}, vqa_per_image=3,
-        gqa={"train": 1250, "val": 100, "testdev": 150}, gqa_per_image=2,
+        gqa={"train": 1250, "val": 100, "testdev": 130}, gqa_per_image=3,
         nlvr2={"train": 2000, "dev": 240, "test1": 240}, pairs_per_sentence=4,
         pretrain={"train": 1800, "val": 200},
-        tvqa={"train": 210, "val": 30, "test_public": 60}, how2qa={"train": 180, "val": 30, "test_public": 60},
-        tvc={"train": 180, "val": 30, "test_public": 40}, yc2c={"train": 140, "val": 20, "test": 40},
+        tvqa={"train": 200, "val": 25, "test_public": 75}, how2qa={"train": 170, "val": 25, "test_public": 75},
+        tvc={"train": 160, "val": 25, "test_public": 65}, yc2c={"train": 130, "val": 20, "test": 50},
     ),
 }
 DATASETS = ("coco", "vqav2", "gqa", "nlvr2", "tvqa", "how2qa", "tvc", "yc2c", "pretrain")

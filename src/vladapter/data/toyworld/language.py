@@ -135,10 +135,14 @@ def _vqa_count_left_of(rng, scene):
     if not anchors:
         return None
     a = rng.choice(anchors)
-    others = [s for s in scene.shapes if s is not a]
-    c = rng.choice(others).colour if others and rng.random() < 0.7 else rng.choice(list(COLOURS))
-    side = rng.choice(["left", "right"])
-    n = sum(1 for s in others if s.colour == c and (s.left_of(a) if side == "left" else s.right_of(a)))
+    sides = {side: [s for s in scene.shapes if (s.left_of(a) if side == "left" else s.right_of(a))]
+             for side in ("left", "right")}
+    occupied = [side for side, near in sides.items() if near]
+    side = rng.choice(occupied) if occupied and rng.random() < 0.85 else rng.choice(["left", "right"])
+    near = sides[side]
+    # mostly ask about a colour that is there, or "0" would be the answer to learn
+    c = rng.choice(near).colour if near and rng.random() < 0.75 else rng.choice(list(COLOURS))
+    n = sum(1 for s in near if s.colour == c)
     return QA(f"How many {c} shapes are {side} of the {a.shape}?", str(n), "count_relation", "number", "how many")
 
 
@@ -262,7 +266,7 @@ def _gqa_same_colour(rng, scene):
         return None
     want = rng.random() < 0.5
     matching = [p for p in pairs if (p[0].colour == p[1].colour) == want]
-    if not matching:
+    if not matching:  # usually no same-coloured pair: ask another family rather than skew to "no"
         return None
     a, b = rng.choice(matching)
     ans = _yes_no(want)
@@ -271,13 +275,15 @@ def _gqa_same_colour(rng, scene):
 
 
 def _gqa_exists_rel(rng, scene):
-    anchors = [b for b in scene.shapes if scene.unique(shape=b.shape)]
-    if not anchors:
+    relations = [("to the left of", Shape.left_of), ("above", Shape.above)]
+    options = [(b, rel, test) for b in scene.shapes if scene.unique(shape=b.shape) for rel, test in relations]
+    if not options:
         return None
-    b = rng.choice(anchors)
-    rel, test = rng.choice([("to the left of", Shape.left_of), ("above", Shape.above)])
+    want_yes = rng.random() < 0.5
+    with_near = [o for o in options if any(s is not o[0] and o[2](s, o[0]) for s in scene.shapes)]
+    b, rel, test = rng.choice(with_near if want_yes and with_near else options)
     near = [s for s in scene.shapes if s is not b and test(s, b)]
-    if near and rng.random() < 0.5:
+    if near and want_yes:
         a, ans = rng.choice(near), "yes"
         c, sh = a.colour, a.shape
     else:

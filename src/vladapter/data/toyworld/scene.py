@@ -110,8 +110,13 @@ def _fits(candidate: Shape, placed: list[Shape]) -> bool:
 def place(rng: random.Random, shape: str, colour: str, size: str, placed: list[Shape]) -> Shape | None:
     """A non-overlapping placement inside the canvas, or None when none was found quickly."""
     r = SIZES[size]
+    lo, hi = r + 1, CANVAS - r - 1
+    third = CANVAS / 3
     for _ in range(60):
-        cand = Shape(shape, colour, size, rng.uniform(r + 1, CANVAS - r - 1), rng.uniform(r + 1, CANVAS - r - 1))
+        # a random third first, so left / middle / right are equally likely for every size
+        k = rng.randrange(3)
+        x = rng.uniform(max(lo, k * third + 0.5), min(hi, (k + 1) * third - 0.5))
+        cand = Shape(shape, colour, size, x, rng.uniform(lo, hi))
         if _fits(cand, placed):
             return cand
     return None
@@ -123,6 +128,11 @@ def random_scene(rng: random.Random, n_min: int = 1, n_max: int = 4) -> Scene:
     placed: list[Shape] = []
     for _ in range(n):
         shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+        # repeats make counts above one and "which of the two" questions common
+        if placed and rng.random() < 0.35:
+            colour = rng.choice(placed).colour
+        if placed and rng.random() < 0.25:
+            shape = rng.choice(placed).shape
         size = rng.choice(list(SIZES))
         s = place(rng, shape, colour, size, placed) or place(rng, shape, colour, "small", placed)
         if s is not None:
