@@ -21,6 +21,7 @@ from vladapter.data.toyworld import SCALES, generate
 from vladapter.data.toyworld import datasets as ds
 from vladapter.data.toyworld.scene import COLOURS, SHAPES, SIZES, Shape, render
 from vladapter.data.toyworld.video import DIRECTIONS, FPS
+from vladapter.errors import ConfigError
 
 LAYOUT = [
     "coco/dataset_coco.json", "coco/toy_attributes.json",
@@ -159,3 +160,17 @@ def test_cli_writes_toy_world(tmp_path, capsys):
     attrs = json.loads((tmp_path / "gqa/toy_attributes.json").read_text())
     one = next(iter(attrs.values()))
     assert {"colour", "shape", "size", "count", "position"} <= set(one)
+
+
+def test_regenerating_removes_stale_media_and_spares_real_data(tmp_path):
+    generate(tmp_path / "raw", seed=0, scale="smoke", stats=False)
+    stale = tmp_path / "raw/tvqa/videos/old_clip.mp4"
+    stale.write_bytes(b"x")
+    generate(tmp_path / "raw", seed=0, scale="smoke", stats=False)
+    assert not stale.exists() and (tmp_path / "raw/toy_stats.json").exists()
+    real = tmp_path / "real"
+    (real / "gqa/images").mkdir(parents=True)
+    (real / "gqa/images/n1.jpg").write_bytes(b"real")
+    with pytest.raises(ConfigError, match="not a toy world"):
+        generate(real, seed=0, scale="smoke")
+    assert (real / "gqa/images/n1.jpg").read_bytes() == b"real"

@@ -115,6 +115,27 @@ def render_all(jobs: list[tuple], root: Path, workers: int) -> None:
     bar.close()
 
 
+MEDIA_DIRS = ("coco/images", "gqa/images", "nlvr2/images", "pretrain/images", "tvqa/videos", "how2qa/videos",
+              "tvc/videos", "yc2c/videos")
+
+
+def _clear_previous(root: Path, jobs: list[tuple]) -> None:
+    """Remove media of an earlier toy world that this one does not write (a smaller scale
+    or another seed), since later stages list the image/video folders. Refuses to write
+    over raw data that is not a toy world (real downloads)."""
+    used = [d for d in MEDIA_DIRS if (root / d).exists()]
+    if not used:
+        return
+    if not (root / "toy_stats.json").exists():
+        raise ConfigError(f"{root} already holds data that is not a toy world ({root / used[0]}); "
+                          "generate the toy world into another --out")
+    keep = {root / j[1] for j in jobs}
+    for d in used:
+        for path in (root / d).rglob("*"):
+            if path.is_file() and path not in keep:
+                path.unlink()
+
+
 def generate(out: str | os.PathLike, seed: int = 0, scale: str = "default", workers: int | None = None,
              stats: bool = True) -> dict:
     """Write the whole toy world under ``out``; return the stats written to toy_stats.json."""
@@ -123,6 +144,7 @@ def generate(out: str | os.PathLike, seed: int = 0, scale: str = "default", work
     root = Path(out)
     t0 = time.perf_counter()
     built = build(seed, SCALES[scale])
+    _clear_previous(root, built.jobs)
     render_all(built.jobs, root, workers or min(2, os.cpu_count() or 1))
     for rel, text in built.files.items():
         write_text(root / rel, text)
