@@ -84,7 +84,7 @@ def test_skip_counts_and_reports(toy, tmp_path, capsys):
 def test_cli_missing_raw_exits_2(tmp_path, capsys):
     assert main(["prepare", "--dataset", "tvc", "--raw", str(tmp_path), "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
-    assert "missing tvc subtitles" in err and "fix: run `vladapter download tvc`" in err
+    assert "missing subtitles file" in err and "tvc_subtitles.jsonl" in err and "VALUE release" in err
 
 
 def test_help_lists_options(capsys):

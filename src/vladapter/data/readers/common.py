@@ -105,8 +105,13 @@ class Subtitle:
     text: str
 
 
+SUBTITLES_FIX = ("subtitles are not downloadable by URL: convert the VALUE release's subtitles to JSON lines "
+                 '{"vid_name", "sub": [{"start", "end", "text"}]} there (docs/data.md), or run `vladapter toyworld`')
+
+
 def read_subtitles(path: Path, problems: Problems) -> dict[str, list[Subtitle]]:
     """JSON lines ``{"vid_name", "sub": [{"start", "end", "text"}]}`` -> vid_name -> lines."""
+    require(path, "subtitles file", SUBTITLES_FIX)
     out: dict[str, list[Subtitle]] = {}
     for lineno, obj in json_lines(path, problems):
         name = field_of(obj, "vid_name", path, f"line {lineno}", problems, str)

@@ -58,8 +58,7 @@ def read_csv(path: Path, problems: Problems, split: str, subtitles: dict | None 
 
 
 def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
-    subs = read_subtitles(require(raw / "how2qa" / "how2qa_subtitles.jsonl", "How2QA subtitles", FIX_DOWNLOAD),
-                          problems)
+    subs = read_subtitles(raw / "how2qa" / "how2qa_subtitles.jsonl", problems)
     return {split: read_csv(require(raw / "how2qa" / f"how2QA_{name}_release.csv", f"How2QA {name} CSV",
                                     FIX_DOWNLOAD), problems, split, subs)
             for name, split in SPLITS.items()}

@@ -95,7 +95,7 @@ def read_tvqa_plus(path: Path, problems: Problems, split: str, subtitles: dict |
 
 
 def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
-    subs = read_subtitles(require(raw / "tvqa" / "tvqa_subtitles.jsonl", "TVQA subtitles", FIX_DOWNLOAD), problems)
+    subs = read_subtitles(raw / "tvqa" / "tvqa_subtitles.jsonl", problems)
     return {split: read_jsonl(require(raw / "tvqa" / f"tvqa_{name}.jsonl", f"TVQA {name} questions", FIX_DOWNLOAD),
                               problems, split, subs)
             for name, split in SPLITS.items()}

@@ -106,7 +106,7 @@ def read_youcook2(path: Path, problems: Problems, subtitles: dict | None = None)
 
 def _read(raw: Path, problems: Problems, task: str, splits: dict, pattern: str) -> dict[str, list[Record]]:
     fix = f"run `vladapter download {task}` (or `vladapter toyworld`)"
-    subs = read_subtitles(require(raw / task / f"{task}_subtitles.jsonl", f"{task} subtitles", fix), problems)
+    subs = read_subtitles(raw / task / f"{task}_subtitles.jsonl", problems)
     return {split: read_value_jsonl(require(raw / task / pattern.format(name), f"{task} {name} captions", fix),
                                     problems, task, split, subs)
             for name, split in splits.items()}
