@@ -104,6 +104,7 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, run_dir: str | Path,
 
     model.train()
     window: dict[str, list[float]] = defaultdict(list)
+    grad_norms: list[float] = []
     last_loss = float("nan")
     step = start
     bar = tqdm(total=total_steps, initial=start, desc=f"train {run_dir.name}", disable=not dist.is_main,
@@ -131,16 +132,17 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, run_dir: str | Path,
         window[spec.task].append(float(stats[1] / stats[2]))
         if not sync:
             continue
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        # the norm before clipping (inf: no clipping) is logged: it shows the loss scale, which Adam hides
+        grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == total_steps:
-            last_loss = _log(live, window, scheduler.get_last_lr()[0], step, bar)
+            last_loss = _log(live, window, grad_norms, scheduler.get_last_lr()[0], step, bar)
             window.clear()
+            grad_norms.clear()
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
             _checkpoint(run_dir, step, (step) * accum, model, optimizer, scheduler, cfg, dist)
     bar.close()
@@ -169,7 +171,7 @@ def _live(run_dir: Path, resume: bool):
     return FilesOnlyLive(dir=str(run_dir / "dvclive"), resume=resume, save_dvc_exp=False, dvcyaml=None)
 
 
-def _log(live, window: dict[str, list[float]], lr: float, step: int, bar) -> float:
+def _log(live, window: dict[str, list[float]], grad_norms: list[float], lr: float, step: int, bar) -> float:
     per_task = {t: sum(v) / len(v) for t, v in window.items() if v}
     n = sum(len(v) for v in window.values())
     mean = sum(sum(v) for v in window.values()) / max(1, n)
@@ -178,6 +180,7 @@ def _log(live, window: dict[str, list[float]], lr: float, step: int, bar) -> flo
         live.step = step
         live.log_metric("train/loss", mean)
         live.log_metric("train/lr", lr)
+        live.log_metric("train/grad_norm", sum(grad_norms) / max(1, len(grad_norms)))
         for task, value in sorted(per_task.items()):
             live.log_metric(f"train/loss_{task}", value)
         live.next_step()
