@@ -60,7 +60,7 @@ def test_layout_is_the_architecture_contract(toy):
     assert list((toy / "coco/images/val2014").glob("COCO_val2014_*.jpg"))
     assert all(re.fullmatch(r"(train|dev|test1)-\d+-\d+-img[01]", p.stem) for p in (toy / "nlvr2/images").rglob("*.png"))
     for name in ("tvqa", "how2qa", "tvc", "yc2c"):
-        assert len(list((toy / name / "videos").glob("*.mp4"))) == sum(SCALES["smoke"].__dict__[name].values())
+        assert len(list((toy / name / "videos").glob("*.mp4"))) == sum(getattr(SCALES["smoke"], name).values())
 
 
 def test_same_seed_same_bytes_other_seed_differs(toy, tmp_path):
