@@ -128,6 +128,7 @@ class VLModel(nn.Module):
             vis_mask = torch.ones(batch, n_vis, dtype=torch.bool, device=vis_feats.device)
         embed = self.lm.get_input_embeddings()
         text = embed(input_ids)
+        boxes = None if boxes is None else boxes.to(text.dtype)
         vis = self.visual(vis_feats.to(text.dtype), img_order, boxes) + embed(obj_order + self.vl_config["text_vocab"])
         parts, masks = [text, vis], [attention_mask.long(), vis_mask.long()]
         n_prefix = 0
@@ -149,6 +150,7 @@ class VLModel(nn.Module):
             embeds, mask, span = self.embed_inputs(input_ids, attention_mask, vis_feats, vis_mask,
                                                    img_order, obj_order, boxes)
             with self.context.use(text_span=span):
+                labels = None if labels is None else labels.contiguous()  # HF views it flat
                 return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels,
                                decoder_input_ids=decoder_input_ids,
                                decoder_attention_mask=decoder_attention_mask,
