@@ -118,14 +118,13 @@ def load_tokenizer(path_or_name: str | Path):
     path = Path(path_or_name)
     if path.is_dir():
         return AutoTokenizer.from_pretrained(str(path))
-    if path.exists() or str(path_or_name).startswith((".", "/")) or "models/" in str(path_or_name):
-        raise ConfigError(f"tokenizer folder {path} not found; build it with "
-                          "`vladapter build-tokenizer --prepared data/prepared --out models/tokenizer`")
     try:
         return AutoTokenizer.from_pretrained(str(path_or_name))
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot load tokenizer {path_or_name!r} ({e}); real names need the HF cache "
-                          "(no downloads here), toy runs use a `vladapter build-tokenizer` folder") from None
+        raise ConfigError(
+            f"cannot load tokenizer {str(path_or_name)!r}: no such folder, and no HF tokenizer of that name in "
+            f"the local cache ({type(e).__name__}). Toy runs: `vladapter build-tokenizer --prepared "
+            f"data/prepared --out {path_or_name}`; real runs need the HF cache (no downloads here)") from None
 
 
 # --- CLI ------------------------------------------------------------------------------------
