@@ -1,0 +1,48 @@
+"""VL pre-training: the backbone it writes is what `train --init` starts from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vl_world
+from vladapter.models import VLModel
+from vladapter.train.config import PretrainConfig, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return vl_world.build(tmp_path_factory.mktemp("world"), n_train=32, tasks=("vqa", "caption", "pretrain"))
+
+
+def test_pretrain_writes_a_backbone_that_training_starts_from(world, tmp_path):
+    from vladapter.train.pretrain import pretrain
+    from vladapter.train.run import train
+
+    torch.set_num_threads(1)
+    common = dict(prepared=str(world["prepared"]), features=str(world["features"]), tokenizer=str(world["tokenizer"]))
+    out = tmp_path / "pretrain" / "tiny-t5"
+    info = pretrain(PretrainConfig(steps=40, batch_size=8, checkpoint_every=10, **common), out)
+    assert info["objectives"] == {"span": 32, "itm": 32, "qa": 32}
+    assert (out / "dvclive" / "metrics.json").is_file() and not (out / "checkpoints").exists()
+    losses = (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text().split("\n")[1:]
+    losses = [float(r.split("\t")[1]) for r in losses if r]
+    assert losses[-1] < losses[0]  # the objectives are learnt
+
+    backbone = VLModel.from_pretrained(out)  # a complete whole-model folder
+    assert backbone.vl_config["feat_dim"] == vl_world.DIM
+    weights = load_file(out / "model.safetensors")
+
+    # full fine-tuning from the backbone with lr 0 leaves it exactly as pre-trained
+    run = tmp_path / "models" / "tiny-t5" / "full_finetuning-zero"
+    train(TrainConfig(method="full_finetuning", tasks=["vqa", "caption"], init=str(out), lr=0.0, weight_decay=0.0,
+                      steps=2, batch_size=4, checkpoint_every=0, **common), run)
+    trained = load_file(run / "adapter.safetensors")
+    shared = [k for k in trained if k in weights]
+    assert len(shared) > 10
+    for k in shared:
+        assert torch.equal(trained[k], weights[k]), k
+    assert json.loads((run / "train.json").read_text())["config"]["init"] == str(out)
