@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vladapter.errors import ConfigError
-from vladapter.models.specs import LMSpec, lm_spec
+from vladapter.models.specs import lm_spec
 from vladapter.models.visual import VisualEmbedding, object_order
 
 # VL-T5 adds 200 `<vis_extra_id_i>` token rows; visual token i of an image is embedded
@@ -205,8 +205,7 @@ class VLModel(nn.Module):
                               "write one with VLModel.save_pretrained")
         config = json.loads(config_path.read_text())
         hf_config = dict(config.pop("hf_config"))
-        spec = LMSpec(name=config["lm"], family=config["family"], checkpoint=None, config={})
-        hf_cls = _hf_class(spec.family)
+        hf_cls = _hf_class(config["family"])
         with torch.device(device or "cpu"):
             lm = hf_cls(hf_cls.config_class.from_dict(hf_config))
             model = cls(lm, name=config["lm"], family=config["family"], feat_dim=config["feat_dim"],
