@@ -33,8 +33,8 @@ class TrainConfig:
     tasks:            task keys trained together (image: vqa gqa nlvr caption; video: tvqa how2qa tvc yc2c)
     init:             directory of a VL-pre-trained backbone (VLModel.save_pretrained), or null
     tokenizer:        tokenizer directory or HF name
-    prepared:     data/prepared (records: <prepared>/<dataset>/<split>.jsonl)
-    features:     data/features (features: <features>/<source>.<backbone>.h5)
+    prepared:         prepared records folder (<prepared>/<dataset>/<split>.jsonl)
+    features:         feature folder (<features>/<source>.<backbone>.h5)
     backbone:         visual backbone name in the feature file names (null = the source's only file)
     split:            training split
     n_image_tokens:   visual tokens per image (grid adaptive-max-pooled)

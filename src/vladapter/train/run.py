@@ -15,6 +15,7 @@ Run it under `torchrun --nproc_per_node N` for DDP (gloo on CPU, NCCL on GPU).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str 
     out = Path(out)
     if resume and (out / TRAIN_INFO).is_file():
         print(f"{out} is already trained; nothing to resume")
-        return __import__("json").loads((out / TRAIN_INFO).read_text())
+        return json.loads((out / TRAIN_INFO).read_text())
     if not resume and ckpt.list_checkpoints(out):
         shutil.rmtree(out / "checkpoints")  # a fresh run does not mix with an old one's state
 
