@@ -53,6 +53,8 @@ rule probe:
         raw="data/raw/toy_stats.json",
     output:
         "metrics/probe/{source}.json",
+    params:
+        n_tokens=config["features"]["n_image_tokens"],
     log:
         "logs/probe/{source}.log",
     benchmark:
@@ -64,4 +66,5 @@ rule probe:
         ENV
     shell:
         "vladapter probe --features {input.features}"
-        " --attributes data/raw/{wildcards.source}/toy_attributes.json --out {output} > {log} 2>&1"
+        " --attributes data/raw/{wildcards.source}/toy_attributes.json --n-tokens {params.n_tokens}"
+        " --out {output} > {log} 2>&1"

@@ -34,6 +34,7 @@ rule majority:
         config=CONFIG,
         datasets=",".join(IMAGE_DATASETS + VIDEO_DATASETS),
         split=config["evaluate"].get("split", "test"),
+        settings=config["evaluate"],
     log:
         "logs/majority.log",
     benchmark:

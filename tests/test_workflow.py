@@ -1,0 +1,148 @@
+"""The Snakemake workflow: lint, config validation, the paper DAGs, the dvc.yaml sync, and
+the smoke workflow end to end (slow): results, a no-op second run, targeted reruns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vladapter import experiments
+from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, snakemake_env
+
+SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+def test_lint_is_clean():
+    proc = snakemake(REPO, "--lint")
+    assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda c: c["train"].update(learning_rate=0.1), "learning_rate"),          # unknown key
+    (lambda c: c["world"].update(kind="imaginary"), "imaginary"),               # bad enum value
+    (lambda c: c["methods"]["image"].append("single_adaptor"), "single_adaptor"),  # unknown preset
+    (lambda c: c["train"]["lr"].pop("default"), "default"),                     # missing required
+])
+def test_bad_config_is_refused_before_any_job(tmp_path, edit, named):
+    work = copy_workflow(tmp_path)
+    config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    edit(config)
+    (work / "bad.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(work, "--configfile", "bad.yaml", check=False, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Error validating config file" in out and named in out
+    # nothing ran, nothing was written
+    assert not (work / "data").exists() and not (work / "logs").exists()
+
+
+@pytest.mark.parametrize("name, lms, methods, modality", [
+    ("paper-image", 2, 14, "image"), ("paper-video", 2, 14, "video")])
+def test_paper_configs_build_the_full_dag_offline(tmp_path, name, lms, methods, modality):
+    work = copy_workflow(tmp_path)
+    config = yaml.safe_load((work / "config" / f"{name}.yaml").read_text())
+    jobs = planned_jobs(work, "--configfile", f"config/{name}.yaml")
+    datasets = config["datasets"][modality]
+    pretrain = config["pretrain"]["enabled"]
+    runs = methods * (2 if pretrain else 1)  # with pre-training, every method also as -nopt
+    assert jobs["train"] == jobs["evaluate"] == lms * runs
+    assert jobs["download"] == len(datasets) + pretrain
+    assert jobs["prepare"] == len(datasets) + pretrain
+    assert jobs["extract_features"] == len({experiments.FEATURE_SOURCE[d] for d in datasets}) + pretrain
+    assert jobs.get("pretrain", 0) == (lms if pretrain else 0)
+    assert "toyworld" not in jobs and "train_toy_clip" not in jobs and "build_tokenizer" not in jobs
+    assert jobs["report"] == 1
+    assert not (work / "data").exists()  # a plan only: nothing downloaded
+
+
+def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp_path):
+    work = copy_workflow(tmp_path)
+    out = snakemake(work, "-n", "-p").stdout
+    commands = {m.group(1): m.group(0) for m in re.finditer(r"vladapter train .*--out models/tiny-t5/(\S+) .*", out)}
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    expected = {r.name for r in experiments.runs(config)}
+    assert set(commands) == expected
+    assert len(expected) == len(config["methods"]["image"]) + len(config["methods"]["video"]) + 2
+    assert "--init models/pretrain/tiny-t5" in commands["image-single_adapter"]
+    assert "--init" not in commands["image-single_adapter-nopt"]
+    assert "--tasks tvqa how2qa tvc yc2c" in commands["video-single_lora"]
+
+
+def test_dvc_yaml_is_generated_from_the_workflow():
+    proc = subprocess.run([sys.executable, "workflow/scripts/dvc_yaml.py", "--check"], cwd=REPO,
+                          env=snakemake_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == ["data", "features", "models", "metrics", "report"]
+    # every run's checkpoint is a cached out of `models`, its metrics uncached metrics
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    outs = {k: v for o in stages["models"]["outs"] for k, v in o.items()}
+    metrics = {k: v for o in stages["metrics"]["metrics"] for k, v in o.items()}
+    for run in experiments.runs(config):
+        assert outs[run.model_dir] == {"cache": True, "persist": True}
+        assert metrics[run.metrics_path] == {"cache": False, "persist": True}
+
+
+# --- the smoke workflow, end to end ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    work = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    proc = snakemake(work, "--configfile", "config/smoke.yaml", timeout=900)
+    return work, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_smoke_workflow_produces_table_plots_and_metrics(smoke_run):
+    work, log = smoke_run
+    assert "results/table.md" in log  # the onsuccess message says where the results are
+    runs = experiments.runs(SMOKE)
+    for run in runs:
+        metrics = json.loads((work / run.metrics_path).read_text())
+        tasks = experiments.tasks(SMOKE, run.modality)
+        assert set(metrics["scores"]) == set(tasks)
+        assert 0 < metrics["params"]["percent"] <= 100
+    rows = list(csv.DictReader(io.StringIO((work / "results" / "scores.csv").read_text())))
+    assert len(rows) == len(runs) + 2  # + a majority row per modality
+    table = (work / "results" / "table.md").read_text()
+    assert table.count("majority answer (baseline)") == 2 and "| single adapter |" in table
+    for png in ("params_vs_score.png", "curves.png"):
+        assert (work / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every job logged and benchmarked
+    assert (work / "logs" / "benchmarks" / "train" / "tiny-t5" / "image-single_adapter.tsv").exists()
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do(smoke_run):
+    work, _ = smoke_run
+    assert planned_jobs(work, "--configfile", "config/smoke.yaml") == {}
+
+
+@pytest.mark.slow
+def test_changing_one_learning_rate_reruns_only_that_run_and_the_report(smoke_run):
+    work, _ = smoke_run
+    config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    config["train"]["lr"]["full_finetuning"] = 5e-4
+    (work / "lr.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(work, "--configfile", "lr.yaml", "--rerun-triggers", "params")
+    assert jobs == {"train": 1, "evaluate": 1, "report": 1, "all": 1}
+    plan = snakemake(work, "-n", "--configfile", "lr.yaml", "--rerun-triggers", "params").stdout
+    assert re.findall(r"output: (models/\S+)", plan) == ["models/tiny-t5/image-full_finetuning"]
+
+
+@pytest.mark.slow
+def test_html_report_includes_results_with_captions(smoke_run):
+    work, _ = smoke_run
+    snakemake(work, "--configfile", "config/smoke.yaml", "--report", "report.html", timeout=300)
+    html = (work / "report.html").read_text(errors="replace")
+    for name in ("table.md", "params_vs_score.png", "curves.png"):
+        assert name in html
+    assert "Average score against the share of trained parameters" in html
