@@ -212,6 +212,12 @@ def test_hyperformer_generates_all_layers_in_one_call_per_stack_and_differs_per_
         assert not torch.allclose(w_vqa, w_gqa)
     with pytest.raises(ConfigError, match="no task embedding for 'nlvr'"):
         hypernets[0].weights("nlvr")
+    # a model that has run a training forward can still be copied (EMA, best-so-far copies)
+    model(**batch(0), task="vqa").loss.backward()
+    copied = copy.deepcopy(model).eval()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(copied(**batch(1), task="gqa").logits, model(**batch(1), task="gqa").logits)
 
 
 def test_phm_weight_is_the_sum_of_kronecker_products():

@@ -88,6 +88,10 @@ class HyperNetwork(nn.Module):
         nn.init.zeros_(self.generator.bias)
         self.generated: torch.Tensor | None = None
 
+    def __getstate__(self):
+        # the weights of the last forward are part of an autograd graph: never copy them
+        return {**super().__getstate__(), "generated": None}
+
     def weights(self, task: str | None) -> torch.Tensor:
         """Every adapter parameter of this stack for ``task``: ``(layers, kinds, P)``."""
         if task not in self.task_index:
