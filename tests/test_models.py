@@ -11,7 +11,7 @@ import torch
 from vladapter.cli import main
 from vladapter.data.records import Record
 from vladapter.errors import ConfigError
-from vladapter.models import VLModel, build_vl_model, load_tokenizer, object_order, pool_grid
+from vladapter.models import VLModel, build_vl_model, load_tokenizer, object_order
 from vladapter.models.tokenizer import SPECIAL_TOKENS
 from vladapter.utils.io import write_jsonl
 
@@ -111,17 +111,6 @@ def test_generation_greedy_matches_argmax_and_beam_runs(models, lm):
     with torch.no_grad():
         other = model(**{**x, "vis_feats": -x["vis_feats"]}, decoder_input_ids=start).logits
     assert not torch.allclose(logits, other)
-
-
-def test_pool_grid_is_a_2d_adaptive_max_pool():
-    grid = torch.arange(16.0).reshape(4, 4)  # one feature channel
-    feats = grid.reshape(1, 16, 1).repeat(2, 1, 3)  # (B=2, 16 tokens, D=3)
-    pooled = pool_grid(feats, 4)
-    assert pooled.shape == (2, 4, 3)
-    assert pooled[0, :, 0].tolist() == [5.0, 7.0, 13.0, 15.0]
-    assert pool_grid(torch.randn(49, 8), 36).shape == (36, 8)  # the paper's 7x7 -> 6x6
-    with pytest.raises(ValueError, match="square"):
-        pool_grid(torch.randn(10, 8), 4)
 
 
 @pytest.mark.parametrize("lm", LMS)

@@ -6,7 +6,7 @@
 """
 
 from vladapter.models.specs import LMSpec, available_lms, lm_spec
-from vladapter.models.visual import VisualEmbedding, object_order, pool_grid
+from vladapter.models.visual import VisualEmbedding, object_order
 from vladapter.models.vl_model import N_VIS_EXTRA, ForwardContext, VLModel, build_vl_model
 
 
@@ -18,6 +18,6 @@ def load_tokenizer(path_or_name: str):
 
 
 __all__ = [
-    "LMSpec", "available_lms", "lm_spec", "VisualEmbedding", "object_order", "pool_grid",
+    "LMSpec", "available_lms", "lm_spec", "VisualEmbedding", "object_order",
     "N_VIS_EXTRA", "ForwardContext", "VLModel", "build_vl_model", "load_tokenizer",
 ]

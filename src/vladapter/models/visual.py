@@ -1,28 +1,14 @@
-"""The visual embedding of VL-T5 / VL-BART and the pooling of grid features to N tokens."""
+"""The visual embedding of VL-T5 / VL-BART.
+
+Pooling grid features to N tokens (7x7 -> 6x6) happens where features are read:
+``vladapter.features.store.FeatureStore`` (``adaptive_max_pool_2d``).
+"""
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def pool_grid(feats: torch.Tensor, n_tokens: int) -> torch.Tensor:
-    """Adaptive max-pool square grid features ``(..., h*w, D)`` to ``(..., n_tokens, D)``.
-
-    Both the input grid (7x7 = 49 for CLIP RN101) and ``n_tokens`` (36 = 6x6 in the paper)
-    must be square numbers; the grid is pooled in 2-D, row-major as it was flattened.
-    """
-    n_in, dim = feats.shape[-2:]
-    side_in, side_out = math.isqrt(n_in), math.isqrt(n_tokens)
-    if side_in * side_in != n_in or side_out * side_out != n_tokens:
-        raise ValueError(f"pool_grid needs square token counts, got {n_in} -> {n_tokens}")
-    lead = feats.shape[:-2]
-    grid = feats.reshape(-1, side_in, side_in, dim).permute(0, 3, 1, 2)
-    pooled = F.adaptive_max_pool2d(grid, side_out)
-    return pooled.permute(0, 2, 3, 1).reshape(*lead, n_tokens, dim)
 
 
 def object_order(img_order: torch.Tensor, n_images: int = 2) -> torch.Tensor:
