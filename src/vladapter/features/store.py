@@ -9,6 +9,7 @@ adaptive max-pool over time when longer, zero-padding with a mask when shorter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,24 +17,42 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from vladapter.errors import ConfigError, DataError
 
 
-def _bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
-    """Adaptive pooling bins (same boundaries as torch's adaptive_max_pool): floor / ceil."""
-    return [(i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)]
+@contextlib.contextmanager
+def _one_thread():
+    """Run small torch ops single-threaded: spreading a read's few-microsecond ops over an
+    OpenMP team costs more than it saves (6x fewer reads/s on 2 threads in
+    benchmarks/feature_reads.py). DataLoader workers already run with one thread."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def adaptive_max_pool_1d(x: np.ndarray, n_out: int) -> np.ndarray:
-    """Max over adaptive bins of axis 0: ``(n, D) -> (n_out, D)``."""
-    return np.stack([x[a:b].max(0) for a, b in _bins(len(x), n_out)])
+    """Max over adaptive bins of axis 0 (torch's boundaries): ``(n, D) -> float32 (n_out, D)``."""
+    with _one_thread():
+        t = torch.from_numpy(np.ascontiguousarray(x)).float().T[None]
+        return F.adaptive_max_pool1d(t, n_out)[0].T.contiguous().numpy()
 
 
 def adaptive_max_pool_2d(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Max over adaptive bins of axes 0 and 1: ``(h, w, D) -> (out_h, out_w, D)``."""
-    rows = np.stack([x[a:b].max(0) for a, b in _bins(x.shape[0], out_h)])
-    return np.stack([rows[:, a:b].max(1) for a, b in _bins(x.shape[1], out_w)], axis=1)
+    """Max over adaptive bins of axes 0 and 1: ``(h, w, D) -> float32 (out_h, out_w, D)``."""
+    # (h, w, D) viewed as channels-last (1, D, h, w): no copy; torch converts fp16 -> fp32
+    # far faster than numpy does, which is most of a read's cost
+    with _one_thread():
+        t = torch.from_numpy(np.ascontiguousarray(x)).float()[None].permute(0, 3, 1, 2)
+        return F.adaptive_max_pool2d(t, (out_h, out_w))[0].permute(1, 2, 0).contiguous().numpy()
 
 
 class FeatureStore:
@@ -94,27 +113,34 @@ class FeatureStore:
             out[key] = value
         return out
 
-    def _dataset(self, id_: str) -> h5py.Dataset:
+    def _read(self, id_: str, group: str = "") -> tuple[np.ndarray, h5py.h5d.DatasetID]:
+        """The stored array of ``id_`` (in ``group``) and its low-level dataset id.
+
+        h5py's low-level API: opening by name through ``File.__getitem__`` costs several
+        times the read itself for arrays this small (benchmarks/feature_reads.py).
+        """
         try:
-            return self._h5()[id_]
+            dsid = h5py.h5d.open(self._h5().id, f"{group}/{id_}".lstrip("/").encode())
         except KeyError:
             raise DataError(f"no features for id {id_!r}", path=self.path, record=id_,
                             fix="re-run extract-features for this source (is the record's source right?)") from None
+        out = np.empty(dsid.shape, dsid.dtype)
+        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        return out, dsid
 
     def pooled(self, id_: str) -> np.ndarray:
         """Image: its pooled/projected vector; video: the mean of its frame vectors. float32 ``(D,)``."""
-        return self._h5()["pooled"][id_][()].astype(np.float32) if self.kind == "grid" else \
-            self._dataset(id_)[()].astype(np.float32).mean(0)
+        if self.kind == "grid":
+            return self._read(id_, "pooled")[0].astype(np.float32)
+        return self._read(id_)[0].astype(np.float32).mean(0)
 
     def image(self, id_: str) -> np.ndarray:
         """Grid tokens of image ``id_`` adaptive-max-pooled to float32 ``(n_tokens, dim)``."""
         if self.kind != "grid":
             raise ConfigError(f"{self.path} holds video frame features; use FeatureStore.video()")
-        tokens = self._dataset(id_)[()].astype(np.float32)
+        tokens = self._read(id_)[0]
         h, w = self.grid
-        if (h, w) != (self._side, self._side):
-            tokens = adaptive_max_pool_2d(tokens.reshape(h, w, -1), self._side, self._side)
-        return tokens.reshape(self.n_tokens, -1)
+        return adaptive_max_pool_2d(tokens.reshape(h, w, -1), self._side, self._side).reshape(self.n_tokens, -1)
 
     def video(self, id_: str, span: tuple[float, float] | list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frame tokens of video ``id_`` within ``span`` = [start, end] seconds (None: all).
@@ -125,11 +151,10 @@ class FeatureStore:
         """
         if self.kind != "frames":
             raise ConfigError(f"{self.path} holds image grid features; use FeatureStore.image()")
-        ds = self._dataset(id_)
-        frames = ds[()].astype(np.float32)
+        frames, dsid = self._read(id_)
         if span is not None:
+            times = h5py.AttributeManager(h5py.Dataset(dsid))["timestamps"]
             start, end = float(span[0]), float(span[1])
-            times = ds.attrs["timestamps"]
             keep = (times >= start) & (times <= end)
             if not keep.any():
                 keep = np.zeros(len(times), bool)
@@ -137,12 +162,12 @@ class FeatureStore:
             frames = frames[keep]
         mask = np.zeros(self.n_tokens, bool)
         if len(frames) > self.n_tokens:
-            frames = adaptive_max_pool_1d(frames, self.n_tokens)
             mask[:] = True
-        else:
-            mask[: len(frames)] = True
-            frames = np.concatenate([frames, np.zeros((self.n_tokens - len(frames), frames.shape[1]), np.float32)])
-        return frames, mask
+            return adaptive_max_pool_1d(frames, self.n_tokens), mask
+        mask[: len(frames)] = True
+        out = np.zeros((self.n_tokens, frames.shape[1]), np.float32)
+        out[: len(frames)] = frames
+        return out, mask
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():

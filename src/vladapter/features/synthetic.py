@@ -15,9 +15,9 @@ def frame_value(i: int) -> int:
 
 
 def write_video(path: str | Path, n_frames: int = 30, fps: int = 10, width: int = 64, height: int = 48,
-                noise: bool = False, seed: int = 0) -> Path:
+                noise: bool = False, seed: int = 0, gop: int | None = None) -> Path:
     """Write an H.264 mp4 whose frame ``i`` is uniform grey ``frame_value(i)`` (plus random
-    texture with ``noise``, which makes decoding cost like a real video's)."""
+    texture with ``noise``, which makes decoding cost like a real video's; ``gop``: keyframe interval)."""
     import av
 
     path = Path(path)
@@ -26,6 +26,8 @@ def write_video(path: str | Path, n_frames: int = 30, fps: int = 10, width: int 
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
         for i in range(n_frames):
             img = np.full((height, width, 3), frame_value(i), np.uint8)
             if noise:
