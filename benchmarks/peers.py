@@ -389,7 +389,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-len", type=int, default=20, help="(default: %(default)s)")
     p.add_argument("--n-vis", type=int, default=36, help="(default: %(default)s)")
     p.add_argument("--feat-dim", type=int, default=2048, help="(default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps per process (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="untimed steps after the probe step, which already warms up (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per process (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--peers-venv", type=Path, default=DEFAULT_VENV,

@@ -102,7 +102,8 @@ def measure_model(model, args, optimizer_factory=adamw) -> dict:
 
     ``model(**batch, task=...)`` must return an object with ``.loss``. One probe step first
     counts FLOPs (forward + backward), the gradient bytes and the frozen parameters that
-    received a gradient; then ``args.warmup`` untimed and ``args.repeats`` timed steps.
+    received a gradient (and warms up: allocator, optimiser state); then ``args.warmup``
+    untimed and ``args.repeats`` timed steps.
     Only needs torch: the peers' environment runs it too.
     """
     import contextlib
@@ -245,7 +246,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-vis", type=int, default=36, help="visual tokens (default: %(default)s)")
     p.add_argument("--feat-dim", type=int, default=2048, help="visual feature size (default: %(default)s)")
     p.add_argument("--task", default="caption", help="task key routed per batch (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="untimed steps after the probe step, which already warms up (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="timed steps; median reported (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--peak-tflops", type=float, default=None,

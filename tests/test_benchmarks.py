@@ -108,3 +108,17 @@ def test_peers_compute_what_our_lora_and_adapter_compute(tmp_path):
         # the methods' weights move the logits, and both libraries move them the same way
         assert rows[comparison]["effect"] > 1e-3
         assert rows[comparison]["max_abs_diff"] <= 1e-5
+
+
+def test_loader_benchmark_drives_the_trainers_pipeline(tmp_path):
+    import loader
+
+    out = tmp_path / "loader.json"
+    assert loader.main(["--workers", "0", "1", "--batches", "4", "--images", "8", "--records", "32",
+                        "--dim", "32", "--batch-size", "4", "--step-s", "0.5",
+                        "--out", str(out), "--markdown", str(tmp_path / "l.md")]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [r["workers"] for r in results] == [0, 1]
+    for r in results:
+        assert r["vis_shape"][1:] == [36, 32]  # 7x7 grid pooled to 36 tokens of the feature size
+        assert r["batches_per_s"] > 0 and r["ratio_to_training"] == pytest.approx(0.5 * r["batches_per_s"])
