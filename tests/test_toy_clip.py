@@ -81,7 +81,8 @@ def _feature_file(path, n=200):
     for i in range(n):
         pooled = np.concatenate([np.eye(3)[shapes[i]] * 2, rng.normal(size=5)]).astype(np.float16)
         writer.add(f"im{i}", rng.normal(size=(4, 6)).astype(np.float16), extra={"pooled": pooled})
-        attrs[f"im{i}"] = {"shape": ["circle", "square", "cross"][shapes[i]], "colour": ["red", "blue"][i % 2]}
+        shape = ["circle", "square", "cross"][shapes[i]]
+        attrs[f"im{i}"] = {"shape": shape, "colour": ["red", "blue"][i % 2], "shapes": [{"shape": shape}]}
     writer.finish()
     return attrs
 
@@ -97,6 +98,8 @@ def test_probe_finds_what_the_features_carry(tmp_path):
     assert abs(pooled["colour"]["accuracy"] - 0.5) < 0.2  # noise: near chance
     assert result["views"]["grid"]["shape"]["accuracy"] < 0.7  # the grid here is pure noise
     assert result["n_images"] == 200
+    presence = pooled["shape_presence"]
+    assert sorted(presence["per_shape"]) == ["circle", "cross", "square"] and presence["accuracy"] >= 0.95
 
 
 def test_probe_chance_is_the_majority_class():

@@ -5,7 +5,9 @@ data/raw/<dataset>/toy_attributes.json) a scikit-learn logistic regression is fi
 training part of the images and scored on the rest, for two views of the features:
 ``pooled`` (the pooled CLIP vector) and ``grid`` (the grid tokens as the VL model receives
 them: adaptive-max-pooled to n_tokens, flattened). Chance = always answering the most
-frequent training class. Writes a metrics JSON.
+frequent training class. Where the attributes list every shape of an image, the probe also
+asks, per shape kind, whether the image contains one (``shape_presence``: the mean over
+kinds). Writes a metrics JSON.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ def load_attributes(path: str | Path) -> dict[str, dict]:
     if not isinstance(attrs, dict):
         raise DataError("expected an object: feature id -> attributes", path=path, fix="regenerate the toy world")
     return attrs
+
+
+def shape_presence(attrs: dict[str, dict], ids: list[str]) -> dict[str, list[bool]]:
+    """Per shape kind, whether each image contains one (from the ``shapes`` lists of the toy
+    attributes; {} when absent). Unlike "shape of the largest shape", which is ambiguous
+    when several shapes are large, this asks only what the image holds."""
+    if not all(isinstance(attrs[i].get("shapes"), list) for i in ids):
+        return {}
+    kinds = sorted({s.get("shape") for i in ids for s in attrs[i]["shapes"]} - {None})
+    return {k: [any(s.get("shape") == k for s in attrs[i]["shapes"]) for i in ids] for k in kinds}
 
 
 def probe_attribute(x: np.ndarray, labels: list, test_fraction: float = 0.3, seed: int = 0) -> dict:
@@ -81,6 +93,12 @@ def probe(features: str | Path, attributes: str | Path, names: tuple[str, ...] =
             raise ValueError(f"unknown view {view!r} (pooled or grid)")
         scores = {n: probe_attribute(x, [attrs[i][n] for i in ids], test_fraction, seed) for n in names}
         scores["mean"] = {k: round(float(np.mean([scores[n][k] for n in names])), 4) for k in ("accuracy", "chance")}
+        presence = shape_presence(attrs, ids)
+        if presence:
+            per_shape = {s: probe_attribute(x, labels, test_fraction, seed) for s, labels in presence.items()}
+            scores["shape_presence"] = {
+                k: round(float(np.mean([v[k] for v in per_shape.values()])), 4) for k in ("accuracy", "chance")}
+            scores["shape_presence"]["per_shape"] = per_shape
         result["views"][view] = scores
     return result
 
