@@ -28,7 +28,7 @@ def trained(world, tmp_path_factory):
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("models") / "tiny-t5" / "full_finetuning"
-    cfg = TrainConfig(method="full_finetuning", tasks=["vqa", "nlvr", "caption", "tvqa"], lr=1e-3, steps=150,
+    cfg = TrainConfig(method="full_finetuning", tasks=["vqa", "nlvr", "caption", "tvqa"], lr=1e-3, steps=90,
                       batch_size=8, prepared=str(world["prepared"]), features=str(world["features"]),
                       tokenizer=str(world["tokenizer"]), n_video_frames=8, checkpoint_every=0)
     train(cfg, out)
@@ -94,7 +94,7 @@ def test_evaluate_command_writes_metrics_and_submissions(world, trained, tmp_pat
                  "--out", str(majority)]) == 0
     base = json.loads(majority.read_text())["scores"]
     assert metrics["scores"]["vqa"] > base["vqa"] + 40
-    assert metrics["scores"]["caption"] > base["caption"] + 100
+    assert metrics["scores"]["caption"] > base["caption"] + 30
 
 
 def test_majority_baseline_matches_hand_count(world, tmp_path):
