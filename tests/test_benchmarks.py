@@ -122,3 +122,15 @@ def test_loader_benchmark_drives_the_trainers_pipeline(tmp_path):
     for r in results:
         assert r["vis_shape"][1:] == [36, 32]  # 7x7 grid pooled to 36 tokens of the feature size
         assert r["batches_per_s"] > 0 and r["ratio_to_training"] == pytest.approx(0.5 * r["batches_per_s"])
+
+
+def test_hyperformer_generates_all_layers_weights_in_one_call_per_stack():
+    """Hot path: the hypernetwork runs once per stack forward, not once per layer/slot."""
+    model = train_step.build("tiny-bart", "hyperformer", feat_dim=64, n_vis_tokens=16)
+    calls = []
+    for stack in (model.lm.model.encoder, model.lm.model.decoder):
+        stack.hyperformer.generator.register_forward_hook(lambda m, a, out: calls.append(tuple(out.shape)))
+    batch = train_step.synthetic_batch(model, 2, 8, 6, 16, 64, "cpu")
+    model(**batch, task="vqa").loss.backward()
+    n_layers = model.lm.config.encoder_layers
+    assert len(calls) == 2 and all(shape[0] == n_layers for shape in calls)
