@@ -125,7 +125,7 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, run_dir: str | Path,
                 where = ckpt.latest_checkpoint(run_dir)
                 raise TrainingError(
                     f"non-finite loss at step {step + 1} (micro-batch {micro}, task {spec.task}, "
-                    f"examples {list(spec.indices[:8])}); "
+                    f"records {[data[spec.task].records[i].uid for i in spec.indices[:8]]}); "
                     + (f"last good checkpoint kept: {where}" if where else "no checkpoint written yet")
                     + "; lower the learning rate or check the data, then rerun with --resume")
             loss.backward()
@@ -133,7 +133,8 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, run_dir: str | Path,
         if not sync:
             continue
         # the norm before clipping (inf: no clipping) is logged: it shows the loss scale, which Adam hides
-        grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))))
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, max_norm)))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -144,7 +145,7 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, run_dir: str | Path,
             window.clear()
             grad_norms.clear()
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
-            _checkpoint(run_dir, step, (step) * accum, model, optimizer, scheduler, cfg, dist)
+            _checkpoint(run_dir, step, step * accum, model, optimizer, scheduler, cfg, dist)
     bar.close()
     if live is not None:
         live.end()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -75,7 +76,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
                      dist=dist, resume=resume, model_task="pretrain")
         info = {"config": to_dict(cfg), "feat_dim": feat_dim, "vocab_size": len(tokenizer),
                 "objectives": {n: len(d.records) for n, d in data.items()}, "steps": result.steps,
-                "final_loss": result.loss, "seconds": round(result.seconds, 2),
+                "final_loss": result.loss if math.isfinite(result.loss) else None, "seconds": round(result.seconds, 2),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if dist.is_main:
             _save_backbone(model, out)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -90,7 +91,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str 
         info = {
             "config": to_dict(cfg), "section": section, "feat_dim": feat_dim, "n_vis_tokens": n_vis,
             "vocab_size": len(tokenizer), "task_prefix": prefix, "world_size": dist.world_size,
-            "steps": result.steps, "resumed_from": result.resumed_from, "final_loss": result.loss,
+            "steps": result.steps, "resumed_from": result.resumed_from, "final_loss": result.loss if math.isfinite(result.loss) else None,
             "seconds": round(result.seconds, 2), "examples": {t: len(d.records) for t, d in data.items()},
             "params": param_count(model),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
