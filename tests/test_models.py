@@ -140,6 +140,10 @@ def test_build_errors():
     ids = torch.ones(1, 2, dtype=torch.long)
     with pytest.raises(ConfigError, match="exceed the 2 <vis_extra_id> rows"):
         model(ids, ids, torch.zeros(1, 3, 4))
+    bart = build_vl_model("tiny-bart", feat_dim=4, n_vis_tokens=4, vocab_size=20)
+    long = torch.ones(1, 1022, dtype=torch.long)
+    with pytest.raises(ConfigError, match=r"1026 tokens \(0 prompts \+ 1022 text \+ 4 visual\) exceeds BART's 1024"):
+        bart(long, long, torch.zeros(1, 4, 4))
 
 
 def test_paper_architectures_build_on_meta():

@@ -137,7 +137,14 @@ class VLModel(nn.Module):
             n_prefix = prefix.shape[1]
             parts.insert(0, prefix.to(text.dtype))
             masks.insert(0, attention_mask.new_ones(batch, n_prefix, dtype=torch.long))
-        return torch.cat(parts, dim=1), torch.cat(masks, dim=1), (n_prefix, input_ids.shape[1])
+        embeds = torch.cat(parts, dim=1)
+        limit = getattr(self.lm.config, "max_position_embeddings", None)
+        if self.family == "bart" and embeds.shape[1] > limit:
+            # BART computes positions for the whole sequence before our hook keeps the text's
+            raise ConfigError(f"encoder input of {embeds.shape[1]} tokens ({n_prefix} prompts + "
+                              f"{input_ids.shape[1]} text + {n_vis} visual) exceeds BART's {limit} "
+                              "positions: shorten the text (the task's max_input_tokens)")
+        return embeds, torch.cat(masks, dim=1), (n_prefix, input_ids.shape[1])
 
     # --- forward / generate --------------------------------------------------------------
     def forward(self, input_ids, attention_mask, vis_feats, vis_mask=None, img_order=None, labels=None,
