@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_section(args.config, "pretrain", PretrainConfig, overrides_from(args, PretrainConfig))
-    out = Path(args.out or Path("models") / "pretrain" / cfg.lm.replace("/", "_"))
+    out = Path(args.out or Path("models") / "pretrain" / cfg.lm.rsplit("/", 1)[-1])
     pretrain(cfg, out, resume=args.resume)
     return 0
 

@@ -50,7 +50,7 @@ def param_count(model) -> dict:
 
 
 def default_run_dir(lm: str, method: str) -> Path:
-    return Path("models") / lm.replace("/", "_") / method
+    return Path("models") / lm.rsplit("/", 1)[-1] / method  # <lm> = last path component
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train") -> dict:
