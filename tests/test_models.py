@@ -65,10 +65,11 @@ def test_visual_tokens_are_seen_and_masked_ones_are_not(models, lm):
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_bart_gives_positions_to_text_tokens_only(models):
-    # without positions on visual tokens, swapping two of them (with their object-order ids)
-    # leaves every text token's encoder output unchanged
-    model = models["tiny-bart"]
+@pytest.mark.parametrize("lm", LMS)
+def test_only_text_tokens_have_positions(models, lm):
+    # without positions (BART) / relative position bias (T5) on visual tokens, swapping two
+    # of them (with their object-order ids) leaves every text token's encoder output unchanged
+    model = models[lm]
     x = inputs()
     obj = torch.arange(4).expand(2, 4)
     perm = torch.tensor([1, 0, 2, 3])

@@ -84,10 +84,14 @@ class VLModel(nn.Module):
             "lm": name, "family": family, "feat_dim": feat_dim, "n_vis_tokens": n_vis_tokens,
             "text_vocab": text_vocab, "n_vis_extra": n_vis_extra,
         }
+        # As in VL-T5 / VL-BART, only text tokens have positions; prompts and visual tokens
+        # have none. BART adds learned positions to every encoder input and T5 a relative
+        # position bias between every pair: hooks keep the text's and zero the rest.
         if family == "bart":
-            # BART adds learned positions to every encoder input; VL-BART gives them to the
-            # text tokens only (prompts and visual tokens have none): rewrite them here.
             self.lm.model.encoder.embed_positions.register_forward_hook(self._text_positions_only)
+        else:
+            first = self.lm.encoder.block[0].layer[0].SelfAttention
+            first.relative_attention_bias.register_forward_hook(self._text_relative_bias_only)
 
     # --- properties ----------------------------------------------------------------------
     @property
@@ -111,6 +115,16 @@ class VLModel(nn.Module):
         total = output.shape[-2]
         pos = module.weight[module.offset: module.offset + length]
         return F.pad(pos, (0, 0, start, total - start - length)).unsqueeze(0).to(output.dtype)
+
+    def _text_relative_bias_only(self, module, args, output):
+        # output: (query, key, heads) bias of the whole encoder sequence
+        span = self.context.text_span
+        if span is None:
+            return output
+        start, length = span
+        is_text = torch.zeros(output.shape[0], dtype=output.dtype, device=output.device)
+        is_text[start:start + length] = 1
+        return output * (is_text[:, None, None] * is_text[None, :, None])
 
     def embed_inputs(self, input_ids, attention_mask, vis_feats, vis_mask=None, img_order=None,
                      obj_order=None, boxes=None):
