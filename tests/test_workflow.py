@@ -131,7 +131,7 @@ def test_changing_one_learning_rate_reruns_only_that_run_and_the_report(smoke_ru
     work, _ = smoke_run
     config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
     config["train"]["lr"]["full_finetuning"] = 5e-4
-    (work / "lr.yaml").write_text(yaml.safe_dump(config))
+    (work / "lr.yaml").write_text(yaml.safe_dump(config))  # keys sorted: order must not matter
     jobs = planned_jobs(work, "--configfile", "lr.yaml", "--rerun-triggers", "params")
     assert jobs == {"train": 1, "evaluate": 1, "report": 1, "all": 1}
     plan = snakemake(work, "-n", "--configfile", "lr.yaml", "--rerun-triggers", "params").stdout

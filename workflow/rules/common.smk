@@ -1,5 +1,6 @@
 # Config validation, the experiment matrix and path helpers shared by every rule file.
 
+import json
 import os
 import re
 
@@ -36,6 +37,12 @@ if not os.path.exists(CONFIG) or open(CONFIG).read() != _effective:
 
 def _alternatives(names):
     return "|".join(map(re.escape, sorted(names))) or "(?!)"
+
+
+def canonical(settings):
+    """Settings as a params value that changes only when a value does (not the key order
+    of the config file): what Snakemake's params trigger compares."""
+    return json.dumps(settings, sort_keys=True)
 
 
 def res(kind):

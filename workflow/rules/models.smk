@@ -28,7 +28,9 @@ rule pretrain:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
         # what the backbone depends on (not which runs use it)
-        settings={k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare")},
+        settings=canonical(
+            {k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare")}
+        ),
         tokenizer=tokenizer_arg,
         data=data_args("image"),
         launcher=launcher,
@@ -60,7 +62,7 @@ rule train:
         tokenizer=tokenizer_arg,
         data=lambda w: data_args(run_of(w).modality),
         # what this run's result depends on: a change here (and only here) retrains it
-        settings=lambda w: X.train_settings(config, run_of(w)),
+        settings=lambda w: canonical(X.train_settings(config, run_of(w))),
         launcher=launcher,
     log:
         "logs/train/{lm}/{run}.log",

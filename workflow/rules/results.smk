@@ -9,7 +9,7 @@ rule evaluate:
         predictions=directory("predictions/{lm}/{run}"),
     params:
         config=CONFIG,
-        settings=config["evaluate"],
+        settings=canonical(config["evaluate"]),
         device=device(),
     log:
         "logs/evaluate/{lm}/{run}.log",
@@ -34,7 +34,7 @@ rule majority:
         config=CONFIG,
         datasets=",".join(IMAGE_DATASETS + VIDEO_DATASETS),
         split=config["evaluate"].get("split", "test"),
-        settings=config["evaluate"],
+        settings=canonical(config["evaluate"]),
     log:
         "logs/majority.log",
     benchmark:
