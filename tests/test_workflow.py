@@ -146,3 +146,16 @@ def test_html_report_includes_results_with_captions(smoke_run):
     for name in ("table.md", "params_vs_score.png", "curves.png"):
         assert name in html
     assert "Average score against the share of trained parameters" in html
+
+
+def test_multi_gpu_training_runs_under_torchrun(tmp_path):
+    work = copy_workflow(tmp_path)
+    config = yaml.safe_load((work / "config" / "paper-video.yaml").read_text())
+    config["resources"]["train"]["gpu"] = 4
+    (work / "gpus.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(work, "-n", "-p", "--configfile", "gpus.yaml").stdout
+    train = [line for line in out.splitlines() if "vladapter train " in line]
+    assert train and all("torchrun --standalone --nproc_per_node=4 --no-python vladapter train" in t
+                         for t in train)
+    assert "gpu=4" in out  # the resource the SLURM executor turns into --gpus
+    assert re.search(r"vladapter evaluate .*--device cuda", out)
