@@ -73,7 +73,8 @@ def training_curves(config: Mapping[str, Any], rows: list[Row], out: str | Path,
             path = root / run.model_dir / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv"
             if path.exists():
                 steps, values = read_curve(path)
-                ax.plot(steps, values, label=run.name.split("-", 1)[1], linewidth=1)
+                ax.plot(steps, values, label=run.name.split("-", 1)[1], linewidth=1,
+                        marker="." if len(steps) < 30 else None)  # short logs stay visible
                 drawn += 1
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
