@@ -17,6 +17,13 @@ from vladapter.cli import main
 SMOKE = Path(__file__).resolve().parents[1] / "config" / "smoke.yaml"
 
 
+def _config() -> dict:
+    """The smoke config with a pre-training comparison run (image-single_adapter-nopt)."""
+    config = _config()
+    config["pretrain"].update(enabled=True, compare=["single_adapter"])
+    return config
+
+
 def _write_metrics(root: Path, config: dict) -> dict[str, dict]:
     """Metrics of every run as `vladapter evaluate` writes them; distinct scores per run."""
     written = {}
@@ -41,7 +48,7 @@ def _write_metrics(root: Path, config: dict) -> dict[str, dict]:
 
 @pytest.fixture()
 def smoke_results(tmp_path):
-    config = yaml.safe_load(SMOKE.read_text())
+    config = _config()
     written = _write_metrics(tmp_path, config)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
@@ -83,7 +90,7 @@ def test_figures_are_pngs(smoke_results):
 
 
 def test_missing_metrics_is_a_clear_error(tmp_path, capsys):
-    config = yaml.safe_load(SMOKE.read_text())
+    config = _config()
     _write_metrics(tmp_path, config)
     missing = tmp_path / "metrics" / "tiny-t5" / "image-single_adapter.json"
     missing.unlink()
