@@ -19,7 +19,7 @@ SMOKE = Path(__file__).resolve().parents[1] / "config" / "smoke.yaml"
 
 def _config() -> dict:
     """The smoke config with a pre-training comparison run (image-single_adapter-nopt)."""
-    config = _config()
+    config = yaml.safe_load(SMOKE.read_text())
     config["pretrain"].update(enabled=True, compare=["single_adapter"])
     return config
 
