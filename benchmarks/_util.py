@@ -138,3 +138,84 @@ def mib(n_bytes: float | None) -> float | None:
 def check(ok: bool) -> str:
     """Target column marker: the table says plainly whether a target is met."""
     return "yes" if ok else "**no**"
+
+
+# --- lockstep: two implementations timed in turns -------------------------------------------
+# On a shared machine the load changes from minute to minute, so two implementations
+# measured one after the other see different machines. In lockstep both child processes
+# are alive at once and take turns, one timed step each (A B, B A, A B ...): each pair
+# of steps sees the same load, and the median of the per-pair ratios cancels its drift.
+
+READY, STEP = "LOCKSTEP-READY", "LOCKSTEP-STEP "
+
+
+def serve_steps(step: Callable[[], Any], sync: Callable[[], None] | None = None) -> list[float]:
+    """Child side: announce READY, then time one ``step()`` per "step" line on stdin until
+    "done"; returns the step times."""
+    sync = sync or (lambda: None)
+    print(READY, flush=True)
+    times = []
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+        print(f"{STEP}{times[-1]}", flush=True)
+    return times
+
+
+class LockstepChild:
+    """Parent side of `serve_steps`: a child process that steps on request."""
+
+    def __init__(self, argv: Sequence[str], python: str | os.PathLike = sys.executable):
+        self.argv = [str(python), *map(str, argv)]
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=REPO, bufsize=1)
+        self.output: list[str] = []
+        self._expect(READY)
+
+    def _expect(self, marker: str) -> str:
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.output.append(line)
+            if line.startswith(marker):
+                return line[len(marker):]
+        self.proc.wait()
+        tail = "\n".join(self.output[-20:])
+        raise RuntimeError(f"benchmark child {' '.join(self.argv[1:])} failed (exit {self.proc.returncode}):\n{tail}")
+
+    def step(self) -> float:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        return float(self._expect(STEP))
+
+    def finish(self) -> dict:
+        """End the stepping; the child's emitted result."""
+        self.proc.stdin.write("done\n")
+        self.proc.stdin.close()
+        result = json.loads(self._expect(RESULT_PREFIX))
+        self.proc.wait()
+        return result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def lockstep(a: LockstepChild, b: LockstepChild, pairs: int, progress=None) -> list[tuple[float, float]]:
+    """``pairs`` pairs of (a's step time, b's step time), alternating who goes first."""
+    out = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            ta = a.step()
+            tb = b.step()
+        else:
+            tb = b.step()
+            ta = a.step()
+        out.append((ta, tb))
+        if progress is not None:
+            progress.update(1)
+    return out

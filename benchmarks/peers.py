@@ -14,11 +14,12 @@ Two comparisons, each reported as a step-time ratio (ours / peer) and an output 
 
 Agreement: the same weights are copied into both implementations (adapter/LoRA weights
 randomised so they matter), and the logits of one batch in eval mode are compared
-(target: max abs difference <= 1e-5). Step times come from fresh processes, alternating
-ours and the peer for --rounds rounds; each side's median is reported.
+(target: max abs difference <= 1e-5). Timing: ours and the peer each run in a fresh
+process (its own peak RSS), both alive at once and stepping in turns, so that both see
+the same background load (`_util.lockstep`); FLOPs per step are counted too.
 
     .venv/bin/python benchmarks/peers.py                       # bart-base, batch 16
-    .venv/bin/python benchmarks/peers.py --comparisons lora --rounds 1
+    .venv/bin/python benchmarks/peers.py --comparisons lora --steps 4
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import REPO, check, emit_result, machine_description, markdown_table, mib, run_child  # noqa: E402
+from _util import (REPO, LockstepChild, check, emit_result, lockstep, machine_description,  # noqa: E402
+                   markdown_table, mib, run_child)
 
 ADAPTERS_PIN = "adapters==1.3.0"
 TORCH_PIN = "torch==2.13.0"  # the local CPU wheel; any other spec downloads CUDA builds
@@ -369,8 +371,7 @@ def child_argv(args, mode: str, side: str | None = None) -> list[str]:
     argv = [Path(__file__).resolve(), "--child", mode, "--lm", args.lm, "--exchange", args.exchange]
     if side:
         argv += ["--side", side]
-    for opt in ("batch_size", "text_len", "target_len", "n_vis", "feat_dim", "warmup", "repeats",
-                "threads"):
+    for opt in ("batch_size", "text_len", "target_len", "n_vis", "feat_dim", "warmup", "threads"):
         value = getattr(args, opt)
         if value is not None:
             argv += [f"--{opt.replace('_', '-')}", str(value)]
@@ -381,9 +382,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm", default="facebook/bart-base", help="BART architecture (default: %(default)s)")
     p.add_argument("--comparisons", nargs="+", choices=list(SIDES), default=list(SIDES),
                    help="which comparisons (default: both)")
-    p.add_argument("--rounds", type=int, default=2,
-                   help="alternating ours/peer rounds, fresh process each; 0: output agreement only "
-                        "(default: %(default)s)")
+    p.add_argument("--steps", type=int, default=6,
+                   help="timed step pairs per comparison, ours and the peer in turns; 0: output "
+                        "agreement only (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
     p.add_argument("--text-len", type=int, default=20, help="(default: %(default)s)")
     p.add_argument("--target-len", type=int, default=20, help="(default: %(default)s)")
@@ -391,7 +392,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--feat-dim", type=int, default=2048, help="(default: %(default)s)")
     p.add_argument("--warmup", type=int, default=0,
                    help="untimed steps after the probe step, which already warms up (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="timed steps per process (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--peers-venv", type=Path, default=DEFAULT_VENV,
                    help="virtualenv of the adapters library, created if missing (default: %(default)s)")
@@ -402,26 +402,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--child", choices=["time", "export", "adapters-agreement"], help=argparse.SUPPRESS)
     p.add_argument("--side", help=argparse.SUPPRESS)
     # the defaults measure_model expects
-    p.set_defaults(device="cpu", dtype="fp32", task="caption", peak_tflops=None)
+    p.set_defaults(device="cpu", dtype="fp32", task="caption", peak_tflops=None, lockstep=True, repeats=0)
 
 
 def run_comparisons(args) -> dict:
-    """Agreement first (cheap, and a mismatch makes the timing meaningless), then timings."""
+    """Agreement first (a mismatch makes the timing meaningless), then per comparison both
+    sides in lockstep (see `_util.lockstep`): ``args.steps`` pairs of steps."""
     from tqdm import tqdm
 
     agreement = run_child(child_argv(args, "export"))
+    peers_python = None
     if "adapter" in args.comparisons:
         peers_python = ensure_peers_venv(args.peers_venv)
         agreement.update(run_child(child_argv(args, "adapters-agreement"), python=peers_python))
-    else:
-        peers_python = None
-    jobs = [(comparison, side) for _ in range(args.rounds) for comparison in args.comparisons
-            for side in SIDES[comparison]]
-    times: dict[str, list[dict]] = {}
-    for comparison, side in tqdm(jobs, desc="peer benchmark", unit="run"):
-        python = peers_python if side == "adapters-houlsby" else sys.executable
-        times.setdefault(side, []).append(run_child(child_argv(args, "time", side), python=python))
-    return {"agreement": agreement, "times": times}
+    timings = {}
+    if args.steps < 1:
+        return {"agreement": agreement, "timings": timings}
+    progress = tqdm(total=args.steps * len(args.comparisons), desc="peer benchmark (step pairs)", unit="pair")
+    for comparison in args.comparisons:
+        ours_side, peer_side = SIDES[comparison]
+        children = []
+        try:
+            for side in (ours_side, peer_side):
+                python = peers_python if side == "adapters-houlsby" else sys.executable
+                children.append(LockstepChild(child_argv(args, "time", side), python=python))
+            pairs = lockstep(*children, args.steps, progress)
+            timings[comparison] = {"pairs_s": pairs, ours_side: children[0].finish(),
+                                   peer_side: children[1].finish()}
+        finally:
+            for child in children:
+                child.kill()
+    progress.close()
+    return {"agreement": agreement, "timings": timings}
 
 
 def summarise(raw: dict, comparisons) -> list[dict]:
@@ -431,22 +443,24 @@ def summarise(raw: dict, comparisons) -> list[dict]:
         row = {"comparison": comparison, "ours": ours_side, "peer": peer_side,
                "max_abs_diff": raw["agreement"][f"{comparison}_max_abs_diff"],
                "effect": raw["agreement"][f"{comparison}_effect"]}
-        ours, peer = raw["times"].get(ours_side), raw["times"].get(peer_side)
-        if ours and peer:
-            ours_s = statistics.median(r["step_s"] for r in ours)
-            peer_s = statistics.median(r["step_s"] for r in peer)
+        timing = raw["timings"].get(comparison)
+        if timing:
+            ours, peer, pairs = timing[ours_side], timing[peer_side], timing["pairs_s"]
             row.update({
-                "ours_step_s": ours_s, "peer_step_s": peer_s, "time_ratio": ours_s / peer_s,
-                "ours_trainable": ours[0]["trainable"], "peer_trainable": peer[0]["trainable"],
-                "ours_peak_rss": statistics.median(r["peak_rss_bytes"] for r in ours),
-                "peer_peak_rss": statistics.median(r["peak_rss_bytes"] for r in peer),
+                "ours_step_s": statistics.median(a for a, _ in pairs),
+                "peer_step_s": statistics.median(b for _, b in pairs),
+                "time_ratio": statistics.median(a / b for a, b in pairs),
+                "ours_trainable": ours["trainable"], "peer_trainable": peer["trainable"],
+                "ours_gflops": ours["flops_per_step"] / 1e9, "peer_gflops": peer["flops_per_step"] / 1e9,
+                "ours_peak_rss": ours["peak_rss_bytes"], "peer_peak_rss": peer["peak_rss_bytes"],
             })
         rows.append(row)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    headers = ["ours", "peer", "trainable ours / peer", "step s ours", "step s peer", "time x (ours/peer)",
+    headers = ["ours", "peer", "trainable ours / peer", "GFLOP/step ours / peer", "step s ours", "step s peer",
+               "time x (ours/peer)",
                "peak RSS MiB ours / peer", "max abs logit diff (method's effect)", "time <= 1.0 (1.05 noise)",
                f"agree <= {AGREEMENT_TOL:g}"]
     out = []
@@ -454,6 +468,7 @@ def table(rows: list[dict]) -> str:
         timed = "time_ratio" in r
         out.append([r["ours"], r["peer"],
                     f"{r['ours_trainable']:,} / {r['peer_trainable']:,}" if timed else "",
+                    f"{r['ours_gflops']:.1f} / {r['peer_gflops']:.1f}" if timed else "",
                     r.get("ours_step_s"), r.get("peer_step_s"), r.get("time_ratio"),
                     f"{mib(r['ours_peak_rss']):.0f} / {mib(r['peer_peak_rss']):.0f}" if timed else "",
                     f"{r['max_abs_diff']:.2e} ({r['effect']:.2e})",
@@ -482,8 +497,9 @@ def main(argv=None) -> int:
     cmd = "python benchmarks/peers.py " + " ".join(sys.argv[1:] if argv is None else argv)
     md = (f"Command: `{cmd.strip()}`\n\nMachine: {json.dumps(machine_description())}\n\n"
           f"{args.lm} architecture, batch {args.batch_size}, {args.n_vis} visual tokens x {args.feat_dim}, "
-          f"{args.text_len} text / {args.target_len} target tokens, CPU fp32; median over {args.rounds} "
-          f"alternating rounds of {args.repeats} timed steps.\n\n" + table(rows) + "\n")
+          f"{args.text_len} text / {args.target_len} target tokens, CPU fp32; ours and the peer alive at once, "
+          f"stepping in turns: medians over {args.steps} step pairs, time x = median of the per-pair "
+          f"ratios.\n\n" + table(rows) + "\n")
     write_json(args.out, {"machine": machine_description(), "rows": rows, "raw": raw})
     write_text(args.markdown, md)
     print(md)

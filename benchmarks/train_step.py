@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import (REPO, check, emit_result, machine_description, markdown_table, mib,  # noqa: E402
-                   optimizer_state_bytes, peak_rss_bytes, run_child, time_call)
+                   optimizer_state_bytes, peak_rss_bytes, run_child, serve_steps, time_call)
 
 IMAGE_TASKS = ["vqa", "gqa", "nlvr", "caption"]
 FULL = "full_finetuning"
@@ -148,8 +149,14 @@ def measure_model(model, args, optimizer_factory=adamw) -> dict:
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    timing = time_call(step, warmup=args.warmup, repeats=args.repeats,
-                       sync=torch.cuda.synchronize if cuda else None)
+    sync = torch.cuda.synchronize if cuda else None
+    if getattr(args, "lockstep", False):  # the parent decides when each step runs
+        for _ in range(args.warmup):
+            step()
+        times = serve_steps(step, sync)
+        timing = {"median_s": statistics.median(times) if times else float("nan"), "times_s": times}
+    else:
+        timing = time_call(step, warmup=args.warmup, repeats=args.repeats, sync=sync)
     result = {
         "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
         "trainable": trainable, "total": total,

@@ -22,8 +22,9 @@ import _util  # noqa: E402
 import train_step  # noqa: E402
 
 torch.set_num_threads(1)
-TINY = ["--feat-dim", "64", "--n-vis", "16", "--batch-size", "4", "--text-len", "8", "--target-len", "6",
-        "--warmup", "0", "--repeats", "1", "--threads", "1"]
+SHAPES = ["--feat-dim", "64", "--n-vis", "16", "--batch-size", "4", "--text-len", "8", "--target-len", "6",
+          "--threads", "1"]
+TINY = [*SHAPES, "--warmup", "0", "--repeats", "1"]
 
 
 def test_time_call_counts_warmup_and_repeats():
@@ -101,13 +102,19 @@ def test_peers_compute_what_our_lora_and_adapter_compute(tmp_path):
     import peers
 
     out = tmp_path / "peers.json"
-    assert peers.main(["--lm", "tiny-bart", "--rounds", "0", *TINY, "--exchange", str(tmp_path / "x"),
+    assert peers.main(["--lm", "tiny-bart", "--steps", "2", *SHAPES, "--exchange", str(tmp_path / "x"),
                        "--out", str(out), "--markdown", str(tmp_path / "p.md")]) == 0
     rows = {r["comparison"]: r for r in json.loads(out.read_text())["rows"]}
     for comparison in ("lora", "adapter"):
         # the methods' weights move the logits, and both libraries move them the same way
         assert rows[comparison]["effect"] > 1e-3
         assert rows[comparison]["max_abs_diff"] <= 1e-5
+    # same method, same work: FLOPs per step agree (the adapters peer lacks only our box
+    # and image-order embeddings, which are additions, not matmuls of any size)
+    assert rows["lora"]["ours_gflops"] == rows["lora"]["peer_gflops"]
+    assert rows["lora"]["ours_trainable"] == rows["lora"]["peer_trainable"]
+    assert rows["adapter"]["ours_gflops"] == pytest.approx(rows["adapter"]["peer_gflops"], rel=0.01)
+    assert rows["adapter"]["time_ratio"] > 0
 
 
 def test_loader_benchmark_drives_the_trainers_pipeline(tmp_path):
@@ -134,3 +141,18 @@ def test_hyperformer_generates_all_layers_weights_in_one_call_per_stack():
     model(**batch, task="vqa").loss.backward()
     n_layers = model.lm.config.encoder_layers
     assert len(calls) == 2 and all(shape[0] == n_layers for shape in calls)
+
+
+def test_lockstep_children_take_turns_and_report(tmp_path):
+    script = tmp_path / "stepper.py"
+    script.write_text(f"import sys; sys.path.insert(0, {str(BENCH)!r}); import _util\n"
+                      "n = []\ntimes = _util.serve_steps(lambda: n.append(1))\n"
+                      "_util.emit_result({'steps': len(n), 'timed': len(times)})\n")
+    a, b = _util.LockstepChild([script]), _util.LockstepChild([script])
+    try:
+        pairs = _util.lockstep(a, b, 3)
+        assert len(pairs) == 3 and all(t >= 0 for pair in pairs for t in pair)
+        assert a.finish() == {"steps": 3, "timed": 3} and b.finish() == {"steps": 3, "timed": 3}
+    finally:
+        a.kill()
+        b.kill()
