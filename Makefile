@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,12 +24,24 @@ install: $(VENV)/.installed
 
 run: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --profile profiles/default --cores $(CORES)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --profile profiles/default --cores $(CORES) --report report.html
+	@echo "HTML report (table, figures, captions): report.html"
 
 test: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
 
 lint: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
+
+# Every benchmark of BENCHMARKS.md, one after the other (CPU, ~30 min on 2 cores; outputs in
+# benchmarks/out/). Run on an otherwise idle machine: ratios are side by side, seconds are not.
+bench: install
+	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/feature_reads.py
+	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/loader.py   # consumption = the fastest preset of train_step.json
+	$(BIN)/python benchmarks/peers.py
 
 clean:
 	rm -rf data models metrics results logs .snakemake report.html

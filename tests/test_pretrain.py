@@ -26,7 +26,7 @@ def test_pretrain_writes_a_backbone_that_training_starts_from(world, tmp_path):
     common = dict(prepared=str(world["prepared"]), features=str(world["features"]), tokenizer=str(world["tokenizer"]))
     out = tmp_path / "pretrain" / "tiny-t5"
     info = pretrain(PretrainConfig(steps=24, batch_size=8, checkpoint_every=8, **common), out)
-    assert info["objectives"] == {"span": 32, "itm": 32, "qa": 32}
+    assert info["objectives"] == {"span": 32, "prefix": 32, "itm": 32, "qa": 32}
     assert (out / "dvclive" / "metrics.json").is_file() and not (out / "checkpoints").exists()
     losses = (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text().split("\n")[1:]
     losses = [float(r.split("\t")[1]) for r in losses if r]

@@ -11,7 +11,7 @@ import pytest
 from vladapter.data.records import Record
 from vladapter.errors import ConfigError
 from vladapter.tasks import get_task
-from vladapter.tasks.pretrain import MatchObjective, SpanObjective, objectives
+from vladapter.tasks.pretrain import MatchObjective, PrefixObjective, SpanObjective, objectives
 
 
 def vqa_record(uid="7", targets=None):
@@ -131,6 +131,20 @@ def test_bart_style_span_masking_targets_the_whole_caption():
     assert "<mask>" in ex.source and ex.target == CAPTION.references[0]
 
 
+def test_prefix_lm_continues_the_caption_and_half_the_time_is_captioning():
+    rng = np.random.default_rng(0)
+    draws = [PrefixObjective().example(CAPTION, rng, True) for _ in range(400)]
+    caption = CAPTION.references[0]
+    for ex in draws:
+        # the caption task's own prefix; source words + target words = the caption
+        assert ex.source.startswith("caption:")
+        assert " ".join([*ex.source.removeprefix("caption:").split(), *ex.target.split()]) == caption
+        assert ex.target  # never an empty continuation
+    captioning = sum(ex.source == "caption:" for ex in draws) / len(draws)
+    assert 0.42 < captioning < 0.58  # k = 0 half of the time
+    assert len({ex.source for ex in draws}) == len(caption.split())  # every prefix length occurs
+
+
 def test_image_text_matching_draws_negatives_from_other_images():
     pool = [CAPTION, Record("cap-2", "pretrain", "train", "pretrain", ["img2"], references=["one green star"])]
     itm = MatchObjective(pool)
@@ -145,7 +159,8 @@ def test_image_text_matching_draws_negatives_from_other_images():
 def test_objectives_split_records_by_kind():
     qa = Record("qa-1", "pretrain", "train", "pretrain", ["img1"], text="what?", targets={"red": 1.0},
                 meta={"kind": "qa"})
-    objs = objectives(["span", "itm", "qa"], [CAPTION, qa], sentinels=True)
-    assert {k: [r.uid for r in v[1]] for k, v in objs.items()} == {"span": ["cap-1"], "itm": ["cap-1"], "qa": ["qa-1"]}
+    objs = objectives(["span", "prefix", "itm", "qa"], [CAPTION, qa], sentinels=True)
+    assert {k: [r.uid for r in v[1]] for k, v in objs.items()} == {
+        "span": ["cap-1"], "prefix": ["cap-1"], "itm": ["cap-1"], "qa": ["qa-1"]}
     with pytest.raises(ConfigError, match="mlm"):
         objectives(["mlm"], [CAPTION], sentinels=True)

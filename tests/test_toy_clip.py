@@ -100,6 +100,9 @@ def test_probe_finds_what_the_features_carry(tmp_path):
     assert result["n_images"] == 200
     presence = pooled["shape_presence"]
     assert sorted(presence["per_shape"]) == ["circle", "cross", "square"] and presence["accuracy"] >= 0.95
+    # a random subset when there are more images than max_images: still finds the shape
+    subset = probe(tmp_path / "f.h5", tmp_path / "attrs.json", names=("shape",), views=("pooled",), max_images=120)
+    assert subset["n_images"] == 120 and subset["views"]["pooled"]["shape"]["accuracy"] >= 0.9
 
 
 def test_probe_chance_is_the_majority_class():

@@ -123,7 +123,7 @@ def success_message():
         "\nvladapter: done.\n"
         "  table:   results/table.md   (scores: results/scores.csv)\n"
         "  plot:    results/params_vs_score.png, training curves: results/curves.png\n"
-        "  report:  run `snakemake --report report.html` for the HTML report\n"
+        "  report:  report.html (`make run` writes it; else `snakemake --report report.html`)\n"
         "  metrics: metrics/<lm>/<run>.json; compare versions with `dvc metrics diff`\n"
     )
 

@@ -32,6 +32,8 @@ rule extract_features:
         backbone=lambda w, input: input.get("model", BACKBONES[w.backbone]),
         batch_size=config["features"]["batch_size"],
         device="cuda" if config["resources"]["extract"]["gpu"] else "cpu",
+    # the pre-training features first: VL pre-training is on the critical path
+    priority: lambda w: 10 if w.source == "pretrain" else 0
     log:
         "logs/extract_features/{source}.{backbone}.log",
     benchmark:

@@ -34,6 +34,7 @@ rule pretrain:
         tokenizer=tokenizer_arg,
         data=data_args("image"),
         launcher=launcher,
+    priority: 10  # every run waits for the pre-trained backbone
     log:
         "logs/pretrain/{lm}.log",
     benchmark:

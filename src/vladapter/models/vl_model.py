@@ -55,9 +55,16 @@ class ForwardContext:
 
 
 def _hf_class(family: str):
-    from transformers import BartForConditionalGeneration, T5ForConditionalGeneration
+    # one family's modeling module only: importing the other costs seconds per job
+    if family == "t5":
+        from transformers import T5ForConditionalGeneration
 
-    return {"t5": T5ForConditionalGeneration, "bart": BartForConditionalGeneration}[family]
+        return T5ForConditionalGeneration
+    if family == "bart":
+        from transformers import BartForConditionalGeneration
+
+        return BartForConditionalGeneration
+    raise KeyError(family)
 
 
 class VLModel(nn.Module):

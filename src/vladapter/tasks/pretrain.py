@@ -9,6 +9,8 @@ captions) or questions (meta kind "qa": targets = answer scores). Objectives:
   become "<mask>" and the target is the whole caption (BART's text infilling).
 - itm: image-text matching: "pretrain true false: {caption}" -> "true", or "false" when
   the caption belongs to another image (half of the time).
+- prefix: prefix language modelling: "caption: {first k words}" -> the rest of the
+  caption; k = 0 (half of the time) is plain captioning in the caption task's own format.
 (The prompts use words the toy tokenizer always knows, unlike VL-T5's "span prediction:".)
 - qa: "vqa: {question}" -> an answer sampled by score (as the VQA task).
 """
@@ -24,8 +26,8 @@ from vladapter.tasks.base import Example, Task
 from vladapter.tasks.caption import references
 from vladapter.tasks.vqa import VQATask
 
-OBJECTIVES = ("span", "itm", "qa")
-KIND = {"span": "caption", "itm": "caption", "qa": "qa"}
+OBJECTIVES = ("span", "prefix", "itm", "qa")
+KIND = {"span": "caption", "prefix": "caption", "itm": "caption", "qa": "qa"}
 
 
 class SpanObjective(Task):
@@ -70,6 +72,21 @@ class SpanObjective(Task):
             start = int(rng.integers(0, max(1, n - length + 1)))
             masked[start:start + length] = True
         return masked
+
+
+class PrefixObjective(Task):
+    name = "prefix"
+    prefix = "caption:"  # the downstream caption task's prefix: k = 0 is captioning itself
+    max_input_tokens = 40
+    max_target_tokens = 40
+
+    def __init__(self, captioning: float = 0.5):
+        self.captioning = captioning  # share of examples with an empty prefix (k = 0)
+
+    def example(self, record: Record, rng: np.random.Generator, prefix: bool) -> Example:
+        words = _pick_caption(record, rng).split()
+        k = 0 if len(words) < 2 or rng.random() < self.captioning else int(rng.integers(1, len(words)))
+        return Example(self._with_prefix(" ".join(words[:k]), True), " ".join(words[k:]))
 
 
 class MatchObjective(Task):
@@ -123,6 +140,7 @@ def objectives(names: Sequence[str], records: Sequence[Record], sentinels: bool)
         raise ConfigError(f"unknown pre-training objectives {unknown} (known: {', '.join(OBJECTIVES)})")
     kinds = split_by_kind(records)
     make = {"span": lambda: SpanObjective(None if not sentinels else "<extra_id_{}>"),
+            "prefix": PrefixObjective,
             "itm": lambda: MatchObjective(kinds["caption"]),
             "qa": QAObjective}
     return {n: (make[n](), kinds[KIND[n]]) for n in names if kinds[KIND[n]]}

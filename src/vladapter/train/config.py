@@ -117,7 +117,7 @@ class PretrainConfig(TrainConfig):
     """Section ``pretrain``: VL pre-training of the whole backbone (the ``train`` keys, plus):
 
     objectives: pre-training objectives (span: masked span prediction on captions,
-                itm: image-text matching, qa: question answering)
+                prefix: prefix LM / captioning, itm: image-text matching, qa: question answering)
     enabled:    read by the workflow (whether runs start from the pre-trained backbone)
     compare:    read by the workflow (methods also trained without pre-training, <run>-nopt)
     Defaults differ from ``train``: method full_finetuning, tasks [pretrain], lr 1e-3.
@@ -125,7 +125,7 @@ class PretrainConfig(TrainConfig):
 
     method: str = "full_finetuning"
     tasks: list[str] = field(default_factory=lambda: ["pretrain"])
-    objectives: list[str] = field(default_factory=lambda: ["span", "itm", "qa"])
+    objectives: list[str] = field(default_factory=lambda: ["span", "prefix", "itm", "qa"])
     lr: Any = 1e-3
     epochs: float | None = 10
     enabled: bool = True
