@@ -38,7 +38,7 @@ FULL = "full_finetuning"
 TARGET_LM = "facebook/bart-base"
 TARGET_TIME = {"single_adapter": 0.6}
 TARGET_MEMORY = {"single_adapter": 0.6}
-STATE_TOLERANCE = 0.01  # optimiser-state ratio within 1% of the trainable fraction
+STATE_TOLERANCE = 0.01  # optimiser-state ratio within 1% of the stepped fraction (below)
 
 
 # --------------------------------------------------------------------------- child side
@@ -202,13 +202,18 @@ def with_ratios(results: list[dict]) -> list[dict]:
         r = dict(r)
         if f is not None:
             r["trainable_fraction"] = r["trainable"] / f["trainable"]
+            # what one step of this batch's task trains: per-task modules of the other tasks
+            # get no gradient, so AdamW holds no state for them either (their state appears
+            # when their task's batches come; over a multi-task epoch it is the trainable
+            # fraction). The gradient bytes say exactly which parameters stepped.
+            r["stepped_fraction"] = r["grad_bytes"] / f["grad_bytes"]
             r["time_ratio"] = r["step_s"] / f["step_s"]
             r["memory_ratio"] = r[memory_key] / f[memory_key]
             r["state_ratio"] = r["optimizer_state_bytes"] / f["optimizer_state_bytes"]
             r["flops_ratio"] = r["flops_per_step"] / f["flops_per_step"]
             r["state_ok"] = (r["frozen_params_with_grad"] == 0 and
-                             abs(r["state_ratio"] - r["trainable_fraction"])
-                             <= STATE_TOLERANCE * r["trainable_fraction"])
+                             abs(r["state_ratio"] - r["stepped_fraction"])
+                             <= STATE_TOLERANCE * r["stepped_fraction"])
         out.append(r)
     return out
 
@@ -216,8 +221,8 @@ def with_ratios(results: list[dict]) -> list[dict]:
 def table(results: list[dict]) -> str:
     cuda = "peak_cuda_bytes" in results[0]
     mem = "peak CUDA MiB" if cuda else "peak RSS MiB"
-    headers = ["lm", "preset", "trainable %", "step s", "time x", "GFLOP/s", mem, "memory x",
-               "optim. state MiB", "state x", "state = trainable fraction", "target"]
+    headers = ["lm", "preset", "trainable %", "stepped x", "step s", "time x", "GFLOP/s", mem, "memory x",
+               "optim. state MiB", "state x", "state x = stepped x", "target"]
     if any("mfu" in r for r in results):
         headers.insert(6, "MFU")
     rows = []
@@ -227,7 +232,7 @@ def table(results: list[dict]) -> str:
             for what, key, limits in (("time", "time_ratio", TARGET_TIME), ("mem", "memory_ratio", TARGET_MEMORY)):
                 if r["preset"] in limits:
                     targets.append(f"{what}<={limits[r['preset']]}: {check(r[key] <= limits[r['preset']])}")
-        row = [r["lm"], r["preset"], 100 * r["trainable"] / r["total"], r["step_s"],
+        row = [r["lm"], r["preset"], 100 * r["trainable"] / r["total"], r.get("stepped_fraction"), r["step_s"],
                r.get("time_ratio"), r["flops_per_s"] / 1e9,
                mib(r.get("peak_cuda_bytes", r["peak_rss_bytes"])), r.get("memory_ratio"),
                mib(r["optimizer_state_bytes"]), r.get("state_ratio"),
@@ -263,6 +268,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="raw results JSON (default: %(default)s)")
     p.add_argument("--markdown", type=Path, default=REPO / "benchmarks/out/train_step.md",
                    help="markdown table (default: %(default)s)")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="re-render the table from an earlier --out JSON instead of measuring")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--lm", help=argparse.SUPPRESS)
     p.add_argument("--preset", help=argparse.SUPPRESS)
@@ -282,19 +289,25 @@ def main(argv=None) -> int:
 
     from vladapter.utils.io import write_json, write_text
 
-    presets = args.presets or all_presets()
-    presets = [FULL] + [p for p in presets if p != FULL]
-    jobs = [(lm, preset) for lm in args.lms for preset in presets]
-    results = []
-    for lm, preset in tqdm(jobs, desc="train-step benchmark", unit="run"):
-        results.append(run_child(child_argv(args, lm, preset)))
+    if args.from_json:  # the measurements of an earlier run, ratios and table recomputed
+        earlier = json.loads(args.from_json.read_text())
+        machine, results = earlier["machine"], earlier["results"]
+        cmd = earlier.get("command", f"python benchmarks/train_step.py (from {args.from_json})")
+    else:
+        presets = args.presets or all_presets()
+        presets = [FULL] + [p for p in presets if p != FULL]
+        jobs = [(lm, preset) for lm in args.lms for preset in presets]
+        results = []
+        for lm, preset in tqdm(jobs, desc="train-step benchmark", unit="run"):
+            results.append(run_child(child_argv(args, lm, preset)))
+        machine = machine_description()
+        cmd = "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = with_ratios(results)
-    cmd = "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    md = (f"Command: `{cmd.strip()}`\n\nMachine: {json.dumps(machine_description())}\n\n"
+    md = (f"Command: `{cmd.strip()}`\n\nMachine: {json.dumps(machine)}\n\n"
           f"Batch {args.batch_size}, {args.n_vis} visual tokens x {args.feat_dim}, {args.text_len} text "
           f"tokens, {args.target_len} target tokens, {args.device} {args.dtype}; ratios (x) against "
           f"full fine-tuning of the same lm in this run.\n\n" + table(results) + "\n")
-    write_json(args.out, {"machine": machine_description(), "results": results})
+    write_json(args.out, {"machine": machine, "command": cmd.strip(), "results": results})
     write_text(args.markdown, md)
     print(md)
     return 0

@@ -68,7 +68,7 @@ def test_ratios_are_against_full_finetuning_of_the_same_lm():
     def r(lm, preset, trainable, step, rss, state):
         return {"lm": lm, "preset": preset, "trainable": trainable, "total": 100, "step_s": step,
                 "peak_rss_bytes": rss, "optimizer_state_bytes": state, "flops_per_step": 10.0,
-                "frozen_params_with_grad": 0}
+                "frozen_params_with_grad": 0, "grad_bytes": 4 * trainable}
 
     rows = train_step.with_ratios([r("a", "full_finetuning", 100, 2.0, 1000, 800),
                                    r("a", "single_adapter", 10, 1.0, 400, 80),
@@ -81,7 +81,7 @@ def test_ratios_are_against_full_finetuning_of_the_same_lm():
 
 def test_train_step_on_tiny_bart_reports_ratios_and_frozen_parameters_cost_nothing(tmp_path):
     out = tmp_path / "train_step.json"
-    assert train_step.main(["--lms", "tiny-bart", "--presets", "single_adapter", *TINY,
+    assert train_step.main(["--lms", "tiny-bart", "--presets", "single_adapter", "multiple_adapters", *TINY,
                             "--out", str(out), "--markdown", str(tmp_path / "t.md")]) == 0
     rows = {r["preset"]: r for r in json.loads(out.read_text())["results"]}
     full, adapter = rows["full_finetuning"], rows["single_adapter"]
@@ -92,6 +92,11 @@ def test_train_step_on_tiny_bart_reports_ratios_and_frozen_parameters_cost_nothi
     assert n_tensors == int(n_tensors) and 0 < n_tensors < 200
     assert adapter["grad_bytes"] == 4 * adapter["trainable"]
     assert adapter["state_ok"] and abs(adapter["state_ratio"] - adapter["trainable_fraction"]) < 0.01
+    # per-task adapters: the caption batch steps only the caption adapters (+ shared parts),
+    # and the optimiser holds state for exactly those
+    multiple = rows["multiple_adapters"]
+    assert multiple["stepped_fraction"] < 0.5 * multiple["trainable_fraction"]
+    assert multiple["state_ok"] and multiple["frozen_params_with_grad"] == 0
     # frozen weights need no weight gradients: fewer FLOPs per step
     assert adapter["flops_ratio"] < 0.9
     assert "| tiny-bart | single_adapter |" in (tmp_path / "t.md").read_text()
