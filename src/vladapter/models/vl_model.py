@@ -54,17 +54,13 @@ class ForwardContext:
                 setattr(self, k, v)
 
 
+_HF_CLASSES = {"t5": "T5ForConditionalGeneration", "bart": "BartForConditionalGeneration"}
+
+
 def _hf_class(family: str):
-    # one family's modeling module only: importing the other costs seconds per job
-    if family == "t5":
-        from transformers import T5ForConditionalGeneration
+    import transformers  # lazy: the attribute imports only that family's modeling module
 
-        return T5ForConditionalGeneration
-    if family == "bart":
-        from transformers import BartForConditionalGeneration
-
-        return BartForConditionalGeneration
-    raise KeyError(family)
+    return getattr(transformers, _HF_CLASSES[family])
 
 
 class VLModel(nn.Module):
