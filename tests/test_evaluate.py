@@ -119,3 +119,24 @@ def test_majority_baseline_matches_hand_count(world, tmp_path):
 def test_unknown_majority_dataset_is_an_error(tmp_path, capsys):
     assert main(["evaluate", "--majority", "--datasets", "vqa3", "--out", str(tmp_path / "m.json")]) == 2
     assert "vqa3" in capsys.readouterr().err
+
+
+def test_text_target_video_qa_trains_and_evaluates_by_choice_words(world, tmp_path):
+    """qa_target=text: the run learns the choices' words; evaluate reads the target from the
+    run's train.json, scores the choices' texts and still submits their indices."""
+    from vladapter.train.run import train
+
+    torch.set_num_threads(1)
+    out = tmp_path / "tiny-t5" / "video-text"
+    cfg = TrainConfig(method="full_finetuning", tasks=["tvqa"], lr=1e-3, steps=10, batch_size=8,
+                      prepared=str(world["prepared"]), features=str(world["features"]),
+                      tokenizer=str(world["tokenizer"]), n_video_frames=8, checkpoint_every=0, qa_target="text")
+    train(cfg, out)
+    assert json.loads((out / "train.json").read_text())["config"]["qa_target"] == "text"
+    metrics, preds = tmp_path / "m.json", tmp_path / "p"
+    assert main(["evaluate", "--model", str(out), "--out", str(metrics), "--predictions", str(preds)]) == 0
+    test = records(world, "tvqa", "test")
+    submitted = [json.loads(line) for line in (preds / "tvqa.jsonl").read_text().splitlines()]
+    assert len(submitted) == len(test) and all(0 <= s["answer_idx"] < len(r.choices) for s, r in zip(submitted, test))
+    accuracy = 100 * sum(s["answer_idx"] == r.answer_idx for s, r in zip(submitted, test)) / len(test)
+    assert json.loads(metrics.read_text())["scores"]["tvqa"] == pytest.approx(accuracy)

@@ -52,6 +52,21 @@ def test_video_qa_text_format_and_candidates():
     assert task.score(["a2", "a1"], [video_record(2), video_record(2)]) == {"accuracy": 50.0}
 
 
+def test_video_qa_text_target_scores_the_choices_words(tmp_path):
+    task = get_task("tvqa", qa_target="text")
+    assert get_task("tvqa").target == "index"  # the shared default object is not changed
+    assert task.source_text(video_record(), prefix=True) == get_task("tvqa").source_text(video_record(), True)
+    assert task.example(video_record(), np.random.default_rng(0), True).target == "Penny"
+    assert task.candidates(video_record()) == ["Amy", "Raj", "Penny", "Howard", "Stuart"]
+    assert task.score(["Penny", "Raj"], [video_record(2), video_record(2)]) == {"accuracy": 50.0}
+    # the baseline is the same for both targets: the most frequent answer position
+    assert task.majority([video_record(1), video_record(1), video_record(3)]) == "a1"
+    task.write_submission(tmp_path / "tvqa", ["Howard"], [video_record()])
+    assert json.loads((tmp_path / "tvqa.jsonl").read_text()) == {"qid": 137292, "answer_idx": 3}
+    with pytest.raises(ConfigError, match="qa_target"):
+        get_task("how2qa", qa_target="pointer")
+
+
 def test_nlvr_decides_between_true_and_false():
     task = get_task("nlvr")
     rec = Record("dev-850-0-0", "nlvr", "test", "nlvr2", ["dev-850-0-img0", "dev-850-0-img1"],

@@ -106,6 +106,9 @@ def test_config_section_flags_and_unknown_keys(tmp_path):
     path.write_text("train:\n  stepz: 3\n  batch_size: 2\n")
     with pytest.raises(ConfigError, match="stepz"):
         load_section(path, "train", TrainConfig)
+    path.write_text("train:\n  steps: 3\n  qa_target: pointer\n")
+    with pytest.raises(ConfigError, match="qa_target must be index or text"):
+        load_section(path, "train", TrainConfig)
 
 
 # --- end to end: resume after a kill, NaN ---------------------------------------------------

@@ -86,7 +86,8 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     cfg = _with_run_defaults(cfg, train_cfg)
     tokenizer = load_run_tokenizer(cfg.tokenizer, train_cfg["lm"])
     features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
-    data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples)
+    data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples,
+                          {"qa_target": train_cfg.get("qa_target", "index")})  # as trained
     per_task = {}
     for name, td in data.items():
         preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],

@@ -17,13 +17,14 @@ TASK_MODULES = {
 }
 
 
-def get_task(name: str) -> Task:
-    """The task object for a task key; ConfigError names the known keys otherwise."""
+def get_task(name: str, **options) -> Task:
+    """The task object for a task key, under run ``options`` (``qa_target``: the video QA
+    target, index | text); ConfigError names the known keys otherwise."""
     if name not in TASK_MODULES:
         from vladapter.errors import ConfigError
 
         raise ConfigError(f"unknown task {name!r} (known: {', '.join(TASK_MODULES)})")
-    return importlib.import_module(f"vladapter.tasks.{TASK_MODULES[name]}").TASK
+    return importlib.import_module(f"vladapter.tasks.{TASK_MODULES[name]}").TASK.with_options(**options)
 
 
 __all__ = ["Example", "Task", "TASK_MODULES", "get_task"]

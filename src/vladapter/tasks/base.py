@@ -64,6 +64,11 @@ class Task:
         """Fixed candidate targets to score, or None to decide by generation."""
         return None
 
+    def with_options(self, **options) -> "Task":
+        """This task under run options (train config keys such as ``qa_target``); tasks
+        that no option concerns return themselves."""
+        return self
+
     def _with_prefix(self, text: str, prefix: bool) -> str:
         return f"{self.prefix} {text}".strip() if prefix else text
 

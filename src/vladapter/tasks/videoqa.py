@@ -1,8 +1,10 @@
 """Video multiple-choice QA (TVQA, How2QA) in the paper's text format.
 
 Input: "[Subs] {subtitles} [Q] {question} [TS] {start}-{end} [Choices] a0: .. a4: .. tvqa:"
-(the task name ends the text when the method uses task prefixes); target "a{idx}".
-At evaluation the choice is the candidate "a0".."a4" with the highest likelihood.
+(the task name ends the text when the method uses task prefixes). The target is set by
+``qa_target`` (train config): ``index`` = "a{idx}" (the paper's), ``text`` = the correct
+choice's words. At evaluation the prediction is the candidate with the highest likelihood
+("a0".."a4", or the choices' texts); the submission names its index either way.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from collections import Counter
 from typing import Sequence
 
 from vladapter.data.records import Record
+from vladapter.errors import ConfigError
 from vladapter.tasks.base import Task, numeric_id
 from vladapter.utils.io import write_jsonl
 
 MAX_SUBTITLE_WORDS = 400  # keeps the question and choices inside the 600-token input
+QA_TARGETS = ("index", "text")
 
 
 class VideoQATask(Task):
@@ -25,9 +29,16 @@ class VideoQATask(Task):
     metric = "accuracy"
     submission_suffix = ".jsonl"
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, target: str = "index"):
+        if target not in QA_TARGETS:
+            raise ConfigError(f"{name}: qa_target must be one of {', '.join(QA_TARGETS)}, got {target!r}")
         self.name = name
         self.prefix = f"{name}:"
+        self.target = target
+        self.max_target_tokens = 3 if target == "index" else 16
+
+    def with_options(self, qa_target: str | None = None, **_) -> "VideoQATask":
+        return self if qa_target in (None, self.target) else VideoQATask(self.name, qa_target)
 
     def source_text(self, record: Record, prefix: bool) -> str:
         subs = " ".join(record.context.split()[-MAX_SUBTITLE_WORDS:])
@@ -42,10 +53,20 @@ class VideoQATask(Task):
     def answer(self, record: Record) -> str:
         if record.answer_idx is None:
             raise ValueError(f"{self.name} record {record.uid} has no answer_idx")
-        return f"a{record.answer_idx}"
+        return self.candidates(record)[record.answer_idx]
 
     def candidates(self, record: Record) -> list[str]:
+        if self.target == "text":
+            return list(record.choices)
         return [f"a{i}" for i in range(len(record.choices))]
+
+    def choice_index(self, prediction: str, record: Record) -> int:
+        """The index of the choice ``prediction`` names (-1: none)."""
+        p = prediction.strip().lower()
+        for i, c in enumerate(self.candidates(record)):
+            if p == c.strip().lower():
+                return i
+        return -1
 
     def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
         from vladapter.evaluate.metrics import exact_match
@@ -53,17 +74,16 @@ class VideoQATask(Task):
         return {"accuracy": exact_match(predictions, [self.answer(r) for r in records])}
 
     def majority(self, train_records: Sequence[Record]) -> str:
-        counts = Counter(self.answer(r) for r in train_records)
+        """The most frequent answer position "a{idx}" (a text target's majority is scored
+        through its position too, so the baseline is the same for both targets)."""
+        counts = Counter(f"a{r.answer_idx}" for r in train_records if r.answer_idx is not None)
+        if not counts:
+            raise ValueError(f"{self.name}: no training records for the majority answer")
         return max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
 
     def write_submission(self, path, predictions, records):
         # VALUE QA submission: one {"qid", "answer_idx"} per line
         path = path.with_suffix(".jsonl")
-        write_jsonl(path, ({"qid": numeric_id(r.uid), "answer_idx": _choice_index(p)}
+        write_jsonl(path, ({"qid": numeric_id(r.uid), "answer_idx": self.choice_index(p, r)}
                            for r, p in zip(records, predictions)))
         return path
-
-
-def _choice_index(prediction: str) -> int:
-    p = prediction.strip().lower()
-    return int(p[1:]) if p.startswith("a") and p[1:].isdigit() else -1

@@ -56,6 +56,7 @@ class TrainConfig:
     keep_checkpoints: how many step checkpoints to keep
     log_every:        log loss and lr to dvclive every this many steps
     precision:        auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+    qa_target:        video QA target: index ("a{idx}", the paper's) | text (the correct choice's words)
     video:            overrides of the keys above for video-text runs (all tasks video)
     """
 
@@ -88,6 +89,7 @@ class TrainConfig:
     keep_checkpoints: int = 1
     log_every: int = 10
     precision: str = "auto"
+    qa_target: str = "index"
     video: dict[str, Any] = field(default_factory=dict)
 
     def learning_rate(self) -> float:
@@ -109,7 +111,13 @@ class TrainConfig:
             raise ConfigError("train: set steps > 0 or epochs > 0")
         if not self.tasks:
             raise ConfigError("train.tasks is empty")
+        if self.qa_target not in ("index", "text"):
+            raise ConfigError(f"train.qa_target must be index or text, got {self.qa_target!r}")
         self.learning_rate()
+
+    def task_options(self) -> dict[str, Any]:
+        """Options of this run's tasks (vladapter.tasks.get_task keywords)."""
+        return {"qa_target": self.qa_target}
 
 
 @dataclass

@@ -125,8 +125,11 @@ class TaskData:
         return self.task.name
 
 
-def load_task_data(prepared, tasks: Sequence[str], split: str, max_examples: int | None = None) -> dict[str, TaskData]:
-    return {t: TaskData(get_task(t), load_records(prepared, t, split, max_examples)) for t in tasks}
+def load_task_data(prepared, tasks: Sequence[str], split: str, max_examples: int | None = None,
+                   options: dict | None = None) -> dict[str, TaskData]:
+    """Each task's records of ``split``; ``options`` are the run's task options (qa_target)."""
+    return {t: TaskData(get_task(t, **(options or {})), load_records(prepared, t, split, max_examples))
+            for t in tasks}
 
 
 def pad(seqs: Sequence[Sequence[int]], value: int, length: int | None = None) -> torch.Tensor:

@@ -73,7 +73,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str 
     dist = init_distributed()
     try:
         tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
-        data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples)
+        data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, cfg.task_options())
         features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
         feat_dim = feature_dim(features, data)
         n_vis = n_visual_tokens(features, cfg.tasks)
