@@ -46,3 +46,40 @@ def test_pretrain_writes_a_backbone_that_training_starts_from(world, tmp_path):
     for k in shared:
         assert torch.equal(trained[k], weights[k]), k
     assert json.loads((run / "train.json").read_text())["config"]["init"] == str(out)
+
+
+def test_video_pretraining_continues_a_backbone_on_downstream_video_data(tmp_path):
+    """`pretrain --tasks <video tasks> --init <backbone>`: the section's `video` overrides
+    apply, the backbone changes, and a video run starts from the result."""
+    from vladapter.cli import main
+    from vladapter.errors import ConfigError
+    from vladapter.train.pretrain import pretrain
+    from vladapter.train.run import train
+
+    torch.set_num_threads(1)
+    world = vl_world.build(tmp_path / "world", n_train=24, tasks=("vqa", "caption", "tvqa", "pretrain"))
+    common = dict(prepared=str(world["prepared"]), features=str(world["features"]), tokenizer=str(world["tokenizer"]))
+    image = tmp_path / "pretrain" / "tiny-t5"
+    pretrain(PretrainConfig(steps=6, batch_size=8, checkpoint_every=0, **common), image)
+
+    config = tmp_path / "config.yaml"
+    config.write_text("pretrain:\n  steps: 50\n  batch_size: 8\n  lr: 1.0e-3\n"
+                      "  video: {enabled: true, steps: 6, batch_size: 4}\n")
+    video = tmp_path / "pretrain-video" / "tiny-t5"
+    args = ["pretrain", "--config", str(config), "--tasks", "tvqa", "--init", str(image), "--out", str(video),
+            "--n-video-frames", "8", "--checkpoint-every", "0", *[f"--{k}={v}" for k, v in common.items()]]
+    assert main(args) == 0
+    info = json.loads((video / "pretrain.json").read_text())
+    assert info["steps"] == 6 and info["config"]["batch_size"] == 4  # the video overrides
+    assert info["objectives"] == {"tvqa": 24} and info["config"]["init"] == str(image)
+    before, after = load_file(image / "model.safetensors"), load_file(video / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained the whole backbone
+
+    run = tmp_path / "models" / "tiny-t5" / "video-single_adapter"
+    train(TrainConfig(method="single_adapter", tasks=["tvqa"], init=str(video), steps=2, batch_size=4,
+                      n_video_frames=8, checkpoint_every=0, **common), run)
+    assert json.loads((run / "train.json").read_text())["config"]["init"] == str(video)
+
+    with pytest.raises(ConfigError, match="not both"):
+        pretrain(PretrainConfig(tasks=["pretrain", "tvqa"], steps=2, **common), tmp_path / "mixed")

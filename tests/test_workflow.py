@@ -74,6 +74,10 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     assert "--init models/pretrain/tiny-t5" in commands["image-single_adapter"]
     assert "--init" not in commands["image-single_adapter-nopt"]
     assert "--tasks tvqa how2qa tvc yc2c" in commands["video-single_lora"]
+    # video runs start from the video-pre-trained backbone, which continues the image one
+    assert "--init models/pretrain-video/tiny-t5" in commands["video-single_adapter"]
+    video_pretrain = re.search(r"vladapter pretrain .*--out models/pretrain-video/tiny-t5 .*", out).group(0)
+    assert "--tasks tvc yc2c --init models/pretrain/tiny-t5" in video_pretrain
 
 
 def test_dvc_yaml_is_generated_from_the_workflow():
@@ -118,6 +122,11 @@ def test_smoke_workflow_produces_table_plots_and_metrics(smoke_run):
         assert (work / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # every job logged and benchmarked
     assert (work / "logs" / "benchmarks" / "train" / "tiny-t5" / "image-single_adapter.tsv").exists()
+    # the video run started from the video pre-training stage (on tvqa: smoke has no captions)
+    video = json.loads((work / "models" / "tiny-t5" / "video-single_adapter" / "train.json").read_text())
+    assert video["config"]["init"] == "models/pretrain-video/tiny-t5"
+    assert json.loads((work / "models" / "pretrain-video" / "tiny-t5" / "pretrain.json").read_text())[
+        "objectives"] == {"tvqa": len((work / "data" / "prepared" / "tvqa" / "train.jsonl").read_text().splitlines())}
 
 
 @pytest.mark.slow

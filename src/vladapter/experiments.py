@@ -83,6 +83,20 @@ def tasks(config: Mapping[str, Any], modality: str) -> list[str]:
     return [DATASET_TASK[d] for d in config["datasets"][modality]]
 
 
+VIDEO_CAPTION_TASKS = ("tvc", "yc2c")
+
+
+def video_pretraining(config: Mapping[str, Any]) -> list[str]:
+    """Task keys of the video pre-training stage: the config's video captioning datasets
+    (all its video datasets when it has none of those); [] when there is no such stage
+    (it needs ``pretrain.enabled`` and ``pretrain.video.enabled``)."""
+    pre = config.get("pretrain") or {}
+    if not (pre.get("enabled") and (pre.get("video") or {}).get("enabled")):
+        return []
+    video = tasks(config, "video")
+    return [t for t in video if t in VIDEO_CAPTION_TASKS] or video
+
+
 def train_settings(config: Mapping[str, Any], run: Run) -> dict[str, Any]:
     """The training settings of one run: the ``train`` section with the modality's
     overrides applied and ``lr`` resolved to this run's preset."""

@@ -18,6 +18,7 @@ TOY = config["world"]["kind"] == "toy"
 IMAGE_DATASETS = config["datasets"]["image"]
 VIDEO_DATASETS = config["datasets"]["video"]
 PRETRAIN = config["pretrain"]["enabled"]
+VIDEO_PRETRAIN = X.video_pretraining(config)  # task keys of the video pre-training stage, or []
 SPLITS = ["train", "val", "test"]
 LMS = {X.name_key(lm): lm for lm in config["lms"]}
 RUNS = {(r.lm, r.name): r for r in X.runs(config)}
@@ -161,8 +162,15 @@ def train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = model_inputs(datasets_of(run.modality))
     if run.pretrained:
-        inputs["init"] = f"models/pretrain/{run.lm}"
+        video = run.modality == "video" and VIDEO_PRETRAIN
+        inputs["init"] = f"models/pretrain-video/{run.lm}" if video else f"models/pretrain/{run.lm}"
     return inputs
+
+
+def pretrain_video_inputs(wildcards):
+    """The image-text backbone it continues, and the video captioning data it trains on."""
+    datasets = [d for d in VIDEO_DATASETS if X.DATASET_TASK[d] in VIDEO_PRETRAIN]
+    return {**model_inputs(datasets), "init": f"models/pretrain/{wildcards.lm}"}
 
 
 def evaluate_inputs(wildcards):

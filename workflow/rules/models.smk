@@ -29,7 +29,7 @@ rule pretrain:
         lm=lambda w: LMS[w.lm],
         # what the backbone depends on (not which runs use it)
         settings=canonical(
-            {k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare")}
+            {k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare", "video")}
         ),
         tokenizer=tokenizer_arg,
         data=data_args("image"),
@@ -47,6 +47,38 @@ rule pretrain:
     shell:
         "{params.launcher}vladapter pretrain --config {params.config} --out {output}"
         " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+
+
+rule pretrain_video:
+    input:
+        unpack(pretrain_video_inputs),
+    output:
+        directory("models/pretrain-video/{lm}"),
+    params:
+        config=CONFIG,
+        lm=lambda w: LMS[w.lm],
+        tasks=" ".join(VIDEO_PRETRAIN),
+        settings=canonical(
+            {**{k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare")},
+             "tasks": VIDEO_PRETRAIN}
+        ),
+        tokenizer=tokenizer_arg,
+        data=data_args("video"),
+        launcher=launcher,
+    priority: 5  # the video runs wait for it
+    log:
+        "logs/pretrain/{lm}-video.log",
+    benchmark:
+        "logs/benchmarks/pretrain/{lm}-video.tsv"
+    threads: threads("train")
+    resources:
+        **res("train"),
+    conda:
+        ENV
+    shell:
+        "{params.launcher}vladapter pretrain --config {params.config} --out {output}"
+        " --lm {params.lm} --tasks {params.tasks} --init {input.init}"
+        " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
 
 
 rule train:

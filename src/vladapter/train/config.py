@@ -126,7 +126,10 @@ class PretrainConfig(TrainConfig):
 
     objectives: pre-training objectives (span: masked span prediction on captions,
                 prefix: prefix LM / captioning, itm: image-text matching, qa: question answering)
-    enabled:    read by the workflow (whether runs start from the pre-trained backbone)
+    tasks:      [pretrain] = the objectives on the pre-training split; downstream task keys
+                (e.g. [tvc, yc2c]) = continued pre-training on their training data
+    enabled:    read by the workflow (whether runs start from the pre-trained backbone;
+                in ``video``: whether video runs start from a video-pre-trained one)
     compare:    read by the workflow (methods also trained without pre-training, <run>-nopt)
     Defaults differ from ``train``: method full_finetuning, tasks [pretrain], lr 1e-3.
     """

@@ -5,6 +5,11 @@ with the image, image-text matching, QA), trained together with the multi-task l
 `vladapter train` (same sampler, optimiser, checkpoints, DDP, --resume). The result is a
 whole model (VLModel.save_pretrained: model.safetensors + vl_config.json) that
 `vladapter train --init <out>` starts from. Reads the ``pretrain`` section of --config.
+
+With ``--tasks`` of downstream tasks (e.g. ``--tasks tvc yc2c --init models/pretrain/tiny-t5``)
+it continues pre-training a backbone on those tasks' training data in their own formats
+(video-text pre-training on captioned clips); the section's ``video`` overrides apply when
+every task is a video task. The result is again a whole backbone, for ``train --init``.
 """
 
 from __future__ import annotations
@@ -29,24 +34,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config; its `pretrain` section is read (flags override it)")
     parser.add_argument("--out", help="backbone folder (default: models/pretrain/<lm>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    add_config_flags(parser, PretrainConfig, skip=("method", "tasks", "init"))
+    add_config_flags(parser, PretrainConfig, skip=("method",))
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_section(args.config, "pretrain", PretrainConfig, overrides_from(args, PretrainConfig))
-    out = Path(args.out or Path("models") / "pretrain" / cfg.lm.rsplit("/", 1)[-1])
+    folder = "pretrain" if list(cfg.tasks) == ["pretrain"] else "pretrain-video"
+    out = Path(args.out or Path("models") / folder / cfg.lm.rsplit("/", 1)[-1])
     pretrain(cfg, out, resume=args.resume)
     return 0
 
 
 def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict:
-    """Pre-train ``cfg.lm`` on the pre-training split; writes the backbone to ``out``."""
+    """Pre-train ``cfg.lm`` on the pre-training split (``cfg.tasks == ["pretrain"]``) or on
+    downstream tasks' training data (other task keys); writes the backbone to ``out``."""
+    from vladapter.errors import ConfigError
     from vladapter.tasks.pretrain import objectives
     from vladapter.train import checkpoint as ckpt
-    from vladapter.train.data import Features, TaskData, load_records
+    from vladapter.train.data import Features, TaskData, load_records, load_task_data
     from vladapter.train.dist import init_distributed, shutdown
     from vladapter.train.loop import fit
-    from vladapter.train.model import build_model, feature_dim, load_run_tokenizer, set_dropout
+    from vladapter.train.model import build_model, feature_dim, load_run_tokenizer, n_visual_tokens, set_dropout
     from vladapter.utils.io import write_json
 
     out = Path(out)
@@ -59,15 +67,23 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
     dist = init_distributed()
     try:
         tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
-        records = load_records(cfg.prepared, "pretrain", cfg.split, None)
-        sentinels = "<extra_id_0>" in tokenizer.get_vocab()
-        data = {name: TaskData(task, recs[: cfg.max_examples] if cfg.max_examples else recs)
-                for name, (task, recs) in objectives(cfg.objectives, records, sentinels).items()}
         features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
+        if list(cfg.tasks) == ["pretrain"]:
+            records = load_records(cfg.prepared, "pretrain", cfg.split, None)
+            sentinels = "<extra_id_0>" in tokenizer.get_vocab()
+            data = {name: TaskData(task, recs[: cfg.max_examples] if cfg.max_examples else recs)
+                    for name, (task, recs) in objectives(cfg.objectives, records, sentinels).items()}
+            n_vis = cfg.n_image_tokens
+        elif "pretrain" in cfg.tasks:
+            raise ConfigError(f"pretrain.tasks {list(cfg.tasks)}: either [pretrain] (the pre-training split's "
+                              "objectives) or downstream task keys (their training data), not both")
+        else:
+            data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, cfg.task_options())
+            n_vis = n_visual_tokens(features, cfg.tasks)
         feat_dim = feature_dim(features, data)
 
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.lm, cfg.init, feat_dim, cfg.n_image_tokens, len(tokenizer))
+        model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer))
         if cfg.dropout is not None:
             set_dropout(model, cfg.dropout)
         torch.manual_seed(cfg.seed * 1000 + 1 + dist.rank)
