@@ -74,6 +74,7 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     """Score the trained run in ``model_dir`` on ``cfg.split``; writes metrics and predictions."""
     import torch
 
+    from vladapter.train.config import task_options
     from vladapter.train.data import Features, load_task_data
     from vladapter.train.model import load_run_tokenizer, load_trained
     from vladapter.utils.io import write_json
@@ -86,8 +87,7 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     cfg = _with_run_defaults(cfg, train_cfg)
     tokenizer = load_run_tokenizer(cfg.tokenizer, train_cfg["lm"])
     features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
-    data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples,
-                          {"qa_target": train_cfg.get("qa_target", "index")})  # as trained
+    data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, task_options(train_cfg))
     per_task = {}
     for name, td in data.items():
         preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],

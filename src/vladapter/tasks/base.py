@@ -81,7 +81,11 @@ class Task:
 
     def majority(self, train_records: Sequence[Record]) -> str:
         """The most frequent best answer in the training records (the baseline's answer)."""
-        counts = Counter(self.answer(r) for r in train_records)
+        return self._most_frequent(self.answer(r) for r in train_records)
+
+    def _most_frequent(self, answers) -> str:
+        """The most frequent of ``answers`` (ties: the largest string)."""
+        counts = Counter(answers)
         if not counts:
             raise ValueError(f"{self.name}: no training records for the majority answer")
         return max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]

@@ -9,7 +9,6 @@ choice's words. At evaluation the prediction is the candidate with the highest l
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Sequence
 
 from vladapter.data.records import Record
@@ -68,18 +67,10 @@ class VideoQATask(Task):
                 return i
         return -1
 
-    def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
-        from vladapter.evaluate.metrics import exact_match
-
-        return {"accuracy": exact_match(predictions, [self.answer(r) for r in records])}
-
     def majority(self, train_records: Sequence[Record]) -> str:
         """The most frequent answer position "a{idx}" (a text target's majority is scored
         through its position too, so the baseline is the same for both targets)."""
-        counts = Counter(f"a{r.answer_idx}" for r in train_records if r.answer_idx is not None)
-        if not counts:
-            raise ValueError(f"{self.name}: no training records for the majority answer")
-        return max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        return self._most_frequent(f"a{r.answer_idx}" for r in train_records if r.answer_idx is not None)
 
     def write_submission(self, path, predictions, records):
         # VALUE QA submission: one {"qid", "answer_idx"} per line

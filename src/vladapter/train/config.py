@@ -18,6 +18,7 @@ import yaml
 
 from vladapter.data.records import IMAGE_TASKS, VIDEO_TASKS
 from vladapter.errors import ConfigError
+from vladapter.tasks.videoqa import QA_TARGETS
 
 # the paper's learning rates (image-text): full FT 1e-4, multiple/half-shared adapters 3e-4, others 1e-3
 PAPER_LR = {"full_finetuning": 1e-4, "multiple_adapters": 3e-4, "half_shared_adapters": 3e-4, "default": 1e-3}
@@ -111,13 +112,19 @@ class TrainConfig:
             raise ConfigError("train: set steps > 0 or epochs > 0")
         if not self.tasks:
             raise ConfigError("train.tasks is empty")
-        if self.qa_target not in ("index", "text"):
-            raise ConfigError(f"train.qa_target must be index or text, got {self.qa_target!r}")
+        if self.qa_target not in QA_TARGETS:
+            raise ConfigError(f"train.qa_target must be {' or '.join(QA_TARGETS)}, got {self.qa_target!r}")
         self.learning_rate()
 
     def task_options(self) -> dict[str, Any]:
         """Options of this run's tasks (vladapter.tasks.get_task keywords)."""
-        return {"qa_target": self.qa_target}
+        return task_options(dataclasses.asdict(self))
+
+
+def task_options(train_config: dict[str, Any]) -> dict[str, Any]:
+    """The task options of a run from its train config (a run's train.json "config"),
+    with the defaults of keys it predates."""
+    return {"qa_target": train_config.get("qa_target", TrainConfig.qa_target)}
 
 
 @dataclass
