@@ -171,3 +171,32 @@ def test_kill_midway_then_rerun_finishes_without_redoing_ids(tmp_path, clip_dir)
         with Image.open(tmp_path / "images" / f"{kept}.jpg") as image:
             g, _ = backbone.encode(backbone.preprocess(image)[None])
         np.testing.assert_allclose(f[kept][()], g[0].numpy(), atol=2e-3)
+
+
+def test_toy_resnet_folder_extracts_its_last_conv_map(tmp_path):
+    """The default toy CLIP (a tiny ResNet saved as toy_clip.json + safetensors) goes through
+    the same extractor: grid = its last conv map, pooled = its attention pooling."""
+    from vladapter.features.toy_clip import WordVocab, build_model, save_model
+
+    torch.manual_seed(0)
+    vocab = WordVocab.build(["a red square"])
+    model, _ = build_model("resnet", len(vocab), image_size=32, width=16, blocks=(0, 1), text_width=32,
+                           text_layers=1, projection_dim=8)
+    save_model(model.eval(), vocab, tmp_path / "toyclip", {"steps": 0})
+    for i in range(3):
+        write_image(tmp_path / "images" / f"img{i}.jpg", width=40 + i, height=36, seed=i)
+    backbone = load_backbone(str(tmp_path / "toyclip"))
+    out = tmp_path / "src.toyclip.h5"
+    extract_features(backbone, out, images=list_images(tmp_path / "images"), batch_size=2, workers=1, progress=False)
+    with h5py.File(out) as f:
+        assert f.attrs["backbone"] == "toyclip" and list(f.attrs["grid"]) == [8, 8]  # 32 px / 2 stride-2 stages
+        assert f.attrs["dim"] == 16 and f.attrs["pooled_dim"] == 8
+        assert json.loads(f.attrs["config"])["architecture"] == "vladapter-toy-resnet-clip"
+        with Image.open(tmp_path / "images" / "img1.jpg") as image:
+            g, p = backbone.encode(backbone.preprocess(image)[None])
+            with torch.no_grad():
+                saved = model.vision(backbone.preprocess(image)[None])[0]
+        np.testing.assert_allclose(f["img1"][()], g[0].numpy(), atol=2e-3)
+        np.testing.assert_allclose(f["pooled/img1"][()], p[0].numpy(), atol=2e-3)
+        # the loaded tower is the saved one (not a fresh initialisation)
+        torch.testing.assert_close(saved, g, atol=1e-5, rtol=0)

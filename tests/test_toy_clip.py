@@ -58,10 +58,10 @@ def test_load_pairs_reads_karpathy_train_split(tmp_path):
         load_pairs(bad, tmp_path, size=16)
 
 
-def test_training_lowers_the_contrastive_loss_and_saves_a_clip_checkpoint(tmp_path):
+def test_vit_training_lowers_the_contrastive_loss_and_saves_a_clip_checkpoint(tmp_path):
     pixels, caps, _ = load_pairs(_toy_pairs(tmp_path), tmp_path, size=16)
     out = tmp_path / "models" / "toyclip"
-    log = train_toy_clip(pixels, caps, out, steps=40, batch_size=16, lr=3e-3, progress=False,
+    log = train_toy_clip(pixels, caps, out, steps=40, batch_size=16, lr=3e-3, progress=False, vision="vit",
                          patch_size=8, width=32, layers=1, text_width=32, text_layers=1, projection_dim=16)
     first = np.mean([loss for _, loss in log["loss"][:1]])
     last = np.mean([loss for _, loss in log["loss"][-2:]])
@@ -70,7 +70,51 @@ def test_training_lowers_the_contrastive_loss_and_saves_a_clip_checkpoint(tmp_pa
             "preprocessor_config.json"} <= {p.name for p in out.iterdir()}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
     backbone = load_backbone(str(out))
+    assert backbone.kind == "hf"
     assert backbone.preprocess.size == 16 and backbone.grid == (2, 2) and backbone.pooled_dim == 16
+
+
+def test_resnet_training_lowers_the_loss_and_the_saved_tower_encodes_like_the_trained_one(tmp_path):
+    pixels, caps, _ = load_pairs(_toy_pairs(tmp_path), tmp_path, size=16)
+    out = tmp_path / "models" / "toyclip"
+    log = train_toy_clip(pixels, caps, out, steps=40, batch_size=16, lr=3e-3, progress=False, vision="resnet",
+                         width=16, blocks=(0, 1), text_width=32, text_layers=1, projection_dim=8)
+    assert log["vision"] == "resnet"
+    assert np.mean([loss for _, loss in log["loss"][-2:]]) < log["loss"][0][1] - 0.3, log["loss"]
+    assert {"model.safetensors", "toy_clip.json", "vocab.json", "train_log.json",
+            "preprocessor_config.json"} <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+    backbone = load_backbone(str(out))
+    assert backbone.kind == "toy_resnet" and backbone.name == "toyclip"
+    assert backbone.grid == (4, 4) and backbone.dim == 16 and backbone.pooled_dim == 8  # 16 px / 2 stride-2 stages
+    pixels_t = backbone.preprocess.normalise(pixels[:4])
+    grid, pooled = backbone.encode(pixels_t)
+    assert grid.shape == (4, 16, 16) and pooled.shape == (4, 8)
+    # the grid is the last conv map (post-ReLU), the pooled vector its attention pooling
+    assert (grid >= 0).all() and torch.allclose(pooled, backbone.module.pool(grid), atol=1e-5)
+    # which uses position embeddings: moving the same content to other cells changes the pooled vector
+    assert not torch.allclose(backbone.module.pool(grid.flip(1)), pooled, atol=1e-3)
+    # BatchNorm in eval mode: an image's features do not depend on the rest of the batch
+    assert torch.allclose(backbone.encode(pixels_t[:1])[0], grid[:1], atol=1e-5)
+    # colours (what these captions describe) are told apart by the pooled vectors
+    emb = torch.nn.functional.normalize(backbone.encode(backbone.preprocess.normalise(pixels[:8]))[1], dim=-1)
+    sim = emb @ emb.T  # the test pairs cycle through 4 colours: image i and i + 4 share one
+    assert all(sim[i, i + 4] > max(sim[i, j] for j in range(8) if j % 4 != i % 4) for i in range(4))
+
+
+def test_a_broken_toy_resnet_folder_is_refused_with_the_fix(tmp_path):
+    from vladapter.errors import ConfigError
+
+    pixels, caps, _ = load_pairs(_toy_pairs(tmp_path), tmp_path, size=16)
+    out = tmp_path / "toyclip"
+    train_toy_clip(pixels, caps, out, steps=2, batch_size=8, progress=False, width=16, blocks=(0, 1),
+                   text_width=32, text_layers=1, projection_dim=8)
+    (out / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ConfigError, match="model.safetensors.*train-toy-clip"):
+        load_backbone(str(out))
+    (out / "toy_clip.json").write_text('{"architecture": "something-else"}')
+    with pytest.raises(ConfigError, match="architecture"):
+        load_backbone(str(out))
 
 
 def _feature_file(path, n=200):

@@ -24,7 +24,10 @@ LMS = {X.name_key(lm): lm for lm in config["lms"]}
 RUNS = {(r.lm, r.name): r for r in X.runs(config)}
 BACKBONES = {X.name_key(config["backbone"][m]): config["backbone"][m] for m in X.MODALITIES}
 ENV = "../envs/vladapter.yaml"
-TOY_CLIP = "models/toyclip"  # the tiny CLIP the toy world trains (rule train_toy_clip)
+# the tiny CLIPs the toy world trains (rule train_toy_clip), folder -> vision tower. Like the
+# paper (CLIP RN101 grids for images, ViT-B/32 frame vectors for videos), a ResNet and a ViT
+TOY_CLIPS = {"models/toyclip": "resnet", "models/toyclip-vit": "vit"}
+TOY_CLIP_NAMES = "|".join(map(re.escape, map(os.path.basename, TOY_CLIPS)))
 
 # The merged, validated config (config files + --config overrides) handed to every
 # command, so commands see exactly what the workflow validated. Rewritten only when its
@@ -135,7 +138,7 @@ def success_message():
 def extract_inputs(wildcards):
     """Sampled frames (videos) or the source's raw images, and the backbone if we train it."""
     model = BACKBONES[wildcards.backbone]
-    inputs = {"model": model} if model == TOY_CLIP else {}
+    inputs = {"model": model} if model in TOY_CLIPS else {}
     if wildcards.source in VIDEO_DATASETS:
         inputs["frames"] = f"data/frames/{wildcards.source}.h5"
     else:

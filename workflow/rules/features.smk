@@ -5,20 +5,23 @@ rule train_toy_clip:
     input:
         "data/raw/toy_stats.json",
     output:
-        directory(TOY_CLIP),
+        directory("models/{toyclip}"),
+    wildcard_constraints:
+        toyclip=TOY_CLIP_NAMES,
     params:
-        steps=config["features"].get("toy_clip_steps", 600),
+        vision=lambda w: TOY_CLIPS[f"models/{w.toyclip}"],
+        steps=lambda w: config["features"]["toy_clip_steps"][TOY_CLIPS[f"models/{w.toyclip}"]],
     log:
-        "logs/train_toy_clip.log",
+        "logs/train_toy_clip/{toyclip}.log",
     benchmark:
-        "logs/benchmarks/train_toy_clip.tsv"
+        "logs/benchmarks/train_toy_clip/{toyclip}.tsv"
     threads: threads("extract")
     resources:
         **res("extract"),
     conda:
         ENV
     shell:
-        "vladapter train-toy-clip --captions data/raw/pretrain/dataset_pretrain.json"
+        "vladapter train-toy-clip --captions data/raw/pretrain/dataset_pretrain.json --vision {params.vision}"
         " --output {output} --steps {params.steps} --threads {threads} > {log} 2>&1"
 
 

@@ -5,6 +5,8 @@
   ``openai/clip-vit-base-patch16``) or local folder (``models/toyclip``): grid = the patch
   tokens of the last layer (CLS dropped) after CLIP's final LayerNorm, pooled = the
   projected image embedding (``image_embeds``);
+- a toy ResNet CLIP folder (``toy_clip.json`` inside; ``vladapter train-toy-clip``'s default):
+  grid = its last conv map (8x8 for 64 px), pooled = its attention pooling;
 - ``open_clip:RN101`` (any open_clip model name, ``open_clip:RN101@openai`` to name the
   weights): grid = the last conv map before attention pooling (7x7x2048 for RN101 at 224),
   pooled = the attention-pooled embedding. Needs the optional ``open_clip_torch`` package.
@@ -32,7 +34,7 @@ class VisionBackbone:
     dim: int
     pooled_dim: int
     config: dict
-    kind: str  # "hf" or "open_clip"
+    kind: str  # "hf", "toy_resnet" or "open_clip"
 
     @torch.inference_mode()
     def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +42,8 @@ class VisionBackbone:
             out = self.module(pixel_values=pixels)
             grid = self.module.vision_model.post_layernorm(out.last_hidden_state[:, 1:])
             return grid, out.image_embeds
+        if self.kind == "toy_resnet":
+            return self.module(pixels)
         visual = self.module
         x = pixels.to(next(visual.parameters()).dtype)
         x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(x)))))
@@ -59,7 +63,21 @@ def load_backbone(spec: str, device: str | torch.device = "cpu") -> VisionBackbo
     """Load the frozen backbone named by ``spec`` (see the module docstring) in eval mode."""
     if spec.startswith("open_clip:"):
         return _load_open_clip(spec, device)
+    from vladapter.features.toy_resnet import is_toy_resnet
+
+    if is_toy_resnet(spec):
+        return _load_toy_resnet(spec, device)
     return _load_hf(spec, device)
+
+
+def _load_toy_resnet(spec: str, device) -> VisionBackbone:
+    from vladapter.features.toy_resnet import load_toy_resnet_vision
+
+    vision, cfg = load_toy_resnet_vision(spec)
+    vision.requires_grad_(False).to(device)
+    return VisionBackbone(
+        name=backbone_name(spec), module=vision, preprocess=ClipPreprocess(cfg.image_size), grid=(cfg.grid, cfg.grid),
+        dim=cfg.width, pooled_dim=cfg.projection_dim, config={"source": spec, **cfg.to_dict()}, kind="toy_resnet")
 
 
 def _load_hf(spec: str, device) -> VisionBackbone:

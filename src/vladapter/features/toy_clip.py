@@ -1,12 +1,15 @@
 """Train the tiny CLIP of the toy world (models/toyclip) contrastively on image-caption pairs.
 
-The model is Hugging Face's CLIPModel with a small config (64 px images, 8 px patches ->
-an 8x8 grid, 4 layers of width 128; a 2-layer text tower over a word vocabulary built from
-the captions), trained with CLIP's symmetric contrastive loss on the pairs of a Karpathy-
-format file (the toy pre-training split, data/raw/pretrain/dataset_pretrain.json). It is
-saved with save_pretrained (safetensors) so `vladapter extract-features --backbone
-models/toyclip` loads it like any CLIP checkpoint. `vladapter probe` measures what its
-features carry.
+Two vision towers, trained with CLIP's symmetric contrastive loss on the pairs of a Karpathy-
+format file (the toy pre-training split, data/raw/pretrain/dataset_pretrain.json), each with
+a 2-layer HF CLIP text tower over a word vocabulary built from the captions:
+- ``resnet`` (default): a tiny ResNet (features/toy_resnet.py), grid = its last 8x8 conv map,
+  like the paper's CLIP RN101 grid features. It learns the toy world's shapes in its budget.
+- ``vit``: Hugging Face's CLIPModel with a small config (64 px images, 8 px patches -> an 8x8
+  grid, 4 layers of width 128), saved with save_pretrained like any CLIP checkpoint. Its
+  features carry colour but barely shape after the same training time.
+Both are saved as safetensors; `vladapter extract-features --backbone models/toyclip` loads
+either. `vladapter probe` measures what their features carry.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vladapter.errors import DataError, TrainingError
+from vladapter.errors import ConfigError, DataError, TrainingError
 from vladapter.features.preprocess import ClipPreprocess
 from vladapter.utils.io import write_json
 
@@ -57,18 +60,45 @@ class WordVocab:
         return ids, ids != PAD
 
 
+VISIONS = ("resnet", "vit")
+
+
+def _text_config(vocab_size: int, text_width: int, text_layers: int, projection_dim: int, max_len: int) -> dict:
+    return dict(vocab_size=vocab_size, hidden_size=text_width, intermediate_size=4 * text_width,
+                num_hidden_layers=text_layers, num_attention_heads=max(1, text_width // 32),
+                max_position_embeddings=max_len, projection_dim=projection_dim, pad_token_id=PAD, bos_token_id=BOS,
+                eos_token_id=EOS)
+
+
 def tiny_clip_config(vocab_size: int, image_size: int = 64, patch_size: int = 8, width: int = 128,
                      layers: int = 4, text_width: int = 128, text_layers: int = 2, projection_dim: int = 128,
                      max_len: int = 32):
-    """The toy CLIP's CLIPConfig (heads = width / 32)."""
+    """The ViT toy CLIP's CLIPConfig (heads = width / 32)."""
     from transformers import CLIPConfig
 
-    text = dict(vocab_size=vocab_size, hidden_size=text_width, intermediate_size=4 * text_width,
-                num_hidden_layers=text_layers, num_attention_heads=max(1, text_width // 32),
-                max_position_embeddings=max_len, projection_dim=projection_dim, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
+    text = _text_config(vocab_size, text_width, text_layers, projection_dim, max_len)
     vision = dict(image_size=image_size, patch_size=patch_size, hidden_size=width, intermediate_size=4 * width,
                   num_hidden_layers=layers, num_attention_heads=max(1, width // 32), projection_dim=projection_dim)
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
+
+
+def build_model(vision: str, vocab_size: int, image_size: int = 64, width: int = 128, text_width: int = 128,
+                text_layers: int = 2, projection_dim: int = 128, max_len: int = 32, patch_size: int = 8,
+                layers: int = 4, blocks: tuple[int, ...] = (0, 1, 1)):
+    """A fresh toy CLIP: ``resnet`` (ToyResNetClip; ``blocks``) or ``vit`` (HF CLIPModel; ``patch_size``,
+    ``layers``). Returns ``(model, max_len)``."""
+    if vision == "resnet":
+        from vladapter.features.toy_resnet import ToyResNetClip, ToyResNetConfig
+
+        text = _text_config(vocab_size, text_width, text_layers, projection_dim, max_len)
+        return ToyResNetClip(ToyResNetConfig(image_size, width, tuple(blocks), projection_dim, text)), max_len
+    if vision == "vit":
+        from transformers import CLIPModel
+
+        config = tiny_clip_config(vocab_size, image_size, patch_size, width, layers, text_width, text_layers,
+                                  projection_dim, max_len)
+        return CLIPModel(config), max_len
+    raise ConfigError(f"unknown toy CLIP vision tower {vision!r}; choose one of {', '.join(VISIONS)}")
 
 
 def load_pairs(dataset_json: str | Path, images_dir: str | Path, size: int,
@@ -108,23 +138,20 @@ def load_pairs(dataset_json: str | Path, images_dir: str | Path, size: int,
     return np.stack(pixels), captions, ids
 
 
-def train_toy_clip(pixels: np.ndarray, captions: list[list[str]], output: str | Path, steps: int = 600,
+def train_toy_clip(pixels: np.ndarray, captions: list[list[str]], output: str | Path, steps: int = 250,
                    batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-                   **config_overrides) -> dict:
-    """Train a tiny CLIP on (image, random one of its captions) batches; save it to ``output``.
+                   vision: str = "resnet", **config_overrides) -> dict:
+    """Train a tiny CLIP (``vision`` tower: resnet | vit; ``config_overrides`` go to
+    ``build_model``) on (image, random one of its captions) batches; save it to ``output``.
 
     Returns the training log (losses, in-batch retrieval accuracy, seconds), also written as
     ``train_log.json`` beside the weights. The folder is written under a temporary name and
     renamed, so ``output`` holds either the old or the complete new model.
     """
-    from transformers import CLIPImageProcessor, CLIPModel
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     vocab = WordVocab.build([c for caps in captions for c in caps])
-    config = tiny_clip_config(len(vocab), image_size=pixels.shape[1], **config_overrides)
-    model = CLIPModel(config)
-    max_len = config.text_config.max_position_embeddings
+    model, max_len = build_model(vision, len(vocab), image_size=pixels.shape[1], **config_overrides)
     preprocess = ClipPreprocess(pixels.shape[1])
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -134,7 +161,7 @@ def train_toy_clip(pixels: np.ndarray, captions: list[list[str]], output: str | 
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     batch_size = min(batch_size, len(pixels))
-    log = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_pairs": len(pixels), "loss": [], "acc": []}
+    log = {"vision": vision, "steps": steps, "batch_size": batch_size, "lr": lr, "n_pairs": len(pixels), "loss": [], "acc": []}
     start = time.perf_counter()
     model.train()
     bar = tqdm(range(steps), desc="train toy CLIP", unit="step", disable=not progress)
@@ -170,8 +197,12 @@ def save_model(model, vocab: WordVocab, output: str | Path, log: dict) -> None:
     output = Path(output)
     tmp = output.with_name(f".{output.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    size = model.config.vision_config.image_size
+    if hasattr(model, "save_pretrained"):  # the ViT: an HF CLIPModel
+        model.save_pretrained(tmp, safe_serialization=True)
+        size = model.config.vision_config.image_size
+    else:
+        model.save(tmp)
+        size = model.config.image_size
     CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(tmp)
     write_json(tmp / "vocab.json", vocab.tokens)
     write_json(tmp / "train_log.json", log)
@@ -189,10 +220,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, help="its images folder (default: images/ beside --captions)")
     parser.add_argument("--output", type=Path, default=Path("models/toyclip"), help="model folder (default: models/toyclip)")
     parser.add_argument("--image-size", type=int, default=64, help="input size = the toy images' size (default: 64)")
-    parser.add_argument("--patch-size", type=int, default=8, help="patch size in pixels (default: 8 -> 8x8 grid)")
-    parser.add_argument("--width", type=int, default=128, help="vision transformer width (default: 128)")
-    parser.add_argument("--layers", type=int, default=4, help="vision transformer layers (default: 4)")
-    parser.add_argument("--steps", type=int, default=600, help="training steps (default: 600, about 75 s on 2 cores)")
+    parser.add_argument("--vision", choices=VISIONS, default="resnet",
+                        help="vision tower: resnet (a tiny ResNet, grid = its last 8x8 conv map, like CLIP RN101; "
+                             "learns shape) or vit (HF CLIP ViT, 8 px patches; barely learns shape). Default: resnet")
+    parser.add_argument("--width", type=int, default=128,
+                        help="grid dim: the ResNet's last-stage channels or the ViT's width (default: 128)")
+    parser.add_argument("--blocks", default="0,1,1",
+                        help="resnet: residual blocks per stride-2 stage, comma-separated (default: 0,1,1 -> "
+                             "stages at 32, 16, 8 px)")
+    parser.add_argument("--patch-size", type=int, default=8, help="vit: patch size in pixels (default: 8 -> 8x8 grid)")
+    parser.add_argument("--layers", type=int, default=4, help="vit: transformer layers (default: 4)")
+    parser.add_argument("--steps", type=int, default=250,
+                        help="training steps (default: 250, about 2-3 min on 2 cores)")
     parser.add_argument("--batch-size", type=int, default=128, help="pairs per contrastive batch (default: 128)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default: 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -204,8 +243,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     images = args.images or args.captions.parent / "images"
     pixels, captions, _ = load_pairs(args.captions, images, args.image_size)
+    try:
+        blocks = tuple(int(b) for b in args.blocks.split(","))
+    except ValueError:
+        raise ConfigError(f"--blocks {args.blocks!r}: expected comma-separated integers such as 0,1,1") from None
+    arch = dict(blocks=blocks) if args.vision == "resnet" else dict(patch_size=args.patch_size, layers=args.layers)
     log = train_toy_clip(pixels, captions, args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, patch_size=args.patch_size, width=args.width, layers=args.layers)
+                         seed=args.seed, vision=args.vision, width=args.width, **arch)
     print(f"{args.output}: {len(pixels)} pairs, {args.steps} steps in {log['seconds']} s, "
           f"final loss {log['loss'][-1][1]}, in-batch retrieval accuracy {log['acc'][-1][1]}")
     return 0
