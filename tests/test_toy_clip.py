@@ -107,7 +107,7 @@ def test_a_broken_toy_resnet_folder_is_refused_with_the_fix(tmp_path):
 
     pixels, caps, _ = load_pairs(_toy_pairs(tmp_path), tmp_path, size=16)
     out = tmp_path / "toyclip"
-    train_toy_clip(pixels, caps, out, steps=2, batch_size=8, progress=False, width=16, blocks=(0, 1),
+    train_toy_clip(pixels, caps, out, steps=2, batch_size=8, progress=False, vision="resnet", width=16, blocks=(0, 1),
                    text_width=32, text_layers=1, projection_dim=8)
     (out / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ConfigError, match="model.safetensors.*train-toy-clip"):

@@ -24,9 +24,9 @@ LMS = {X.name_key(lm): lm for lm in config["lms"]}
 RUNS = {(r.lm, r.name): r for r in X.runs(config)}
 BACKBONES = {X.name_key(config["backbone"][m]): config["backbone"][m] for m in X.MODALITIES}
 ENV = "../envs/vladapter.yaml"
-# the tiny CLIPs the toy world trains (rule train_toy_clip), folder -> vision tower. Like the
-# paper (CLIP RN101 grids for images, ViT-B/32 frame vectors for videos), a ResNet and a ViT
-TOY_CLIPS = {"models/toyclip": "resnet", "models/toyclip-vit": "vit"}
+# the tiny CLIPs the toy world trains (rule train_toy_clip) when the config names them,
+# folder -> vision tower: a ViT (the default backbone) and a ResNet (RN101 in miniature)
+TOY_CLIPS = {"models/toyclip": "vit", "models/toyclip-resnet": "resnet"}
 TOY_CLIP_NAMES = "|".join(map(re.escape, map(os.path.basename, TOY_CLIPS)))
 
 # The merged, validated config (config files + --config overrides) handed to every

@@ -3,11 +3,12 @@
 Two vision towers, trained with CLIP's symmetric contrastive loss on the pairs of a Karpathy-
 format file (the toy pre-training split, data/raw/pretrain/dataset_pretrain.json), each with
 a 2-layer HF CLIP text tower over a word vocabulary built from the captions:
-- ``resnet`` (default): a tiny ResNet (features/toy_resnet.py), grid = its last 8x8 conv map,
-  like the paper's CLIP RN101 grid features. It learns the toy world's shapes in its budget.
-- ``vit``: Hugging Face's CLIPModel with a small config (64 px images, 8 px patches -> an 8x8
-  grid, 4 layers of width 128), saved with save_pretrained like any CLIP checkpoint. Its
-  features carry colour but barely shape after the same training time.
+- ``vit`` (default): Hugging Face's CLIPModel with a small config (64 px images, 8 px
+  patches -> an 8x8 grid, 4 layers of width 128), saved with save_pretrained like any CLIP
+  checkpoint. Its features carry colour but barely shape in its budget.
+- ``resnet``: a tiny ResNet (features/toy_resnet.py), grid = its last 8x8 conv map, like
+  the paper's CLIP RN101 grid features. It learns shape and count; the image tasks gain
+  from it, the video tasks (per-frame vectors) lose (docs/features.md).
 Both are saved as safetensors; `vladapter extract-features --backbone models/toyclip` loads
 either. `vladapter probe` measures what their features carry.
 """
@@ -60,7 +61,7 @@ class WordVocab:
         return ids, ids != PAD
 
 
-VISIONS = ("resnet", "vit")
+VISIONS = ("vit", "resnet")
 
 
 def _text_config(vocab_size: int, text_width: int, text_layers: int, projection_dim: int, max_len: int) -> dict:
@@ -138,9 +139,9 @@ def load_pairs(dataset_json: str | Path, images_dir: str | Path, size: int,
     return np.stack(pixels), captions, ids
 
 
-def train_toy_clip(pixels: np.ndarray, captions: list[list[str]], output: str | Path, steps: int = 250,
+def train_toy_clip(pixels: np.ndarray, captions: list[list[str]], output: str | Path, steps: int = 100,
                    batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-                   vision: str = "resnet", **config_overrides) -> dict:
+                   vision: str = "vit", **config_overrides) -> dict:
     """Train a tiny CLIP (``vision`` tower: resnet | vit; ``config_overrides`` go to
     ``build_model``) on (image, random one of its captions) batches; save it to ``output``.
 
@@ -220,9 +221,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, help="its images folder (default: images/ beside --captions)")
     parser.add_argument("--output", type=Path, default=Path("models/toyclip"), help="model folder (default: models/toyclip)")
     parser.add_argument("--image-size", type=int, default=64, help="input size = the toy images' size (default: 64)")
-    parser.add_argument("--vision", choices=VISIONS, default="resnet",
-                        help="vision tower: resnet (a tiny ResNet, grid = its last 8x8 conv map, like CLIP RN101; "
-                             "learns shape) or vit (HF CLIP ViT, 8 px patches; barely learns shape). Default: resnet")
+    parser.add_argument("--vision", choices=VISIONS, default="vit",
+                        help="vision tower: vit (HF CLIP ViT, 8 px patches; barely learns shape) or resnet (a tiny "
+                             "ResNet, grid = its last 8x8 conv map, like CLIP RN101; learns shape). Default: vit")
     parser.add_argument("--width", type=int, default=128,
                         help="grid dim: the ResNet's last-stage channels or the ViT's width (default: 128)")
     parser.add_argument("--blocks", default="0,1,1",
@@ -230,8 +231,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "stages at 32, 16, 8 px)")
     parser.add_argument("--patch-size", type=int, default=8, help="vit: patch size in pixels (default: 8 -> 8x8 grid)")
     parser.add_argument("--layers", type=int, default=4, help="vit: transformer layers (default: 4)")
-    parser.add_argument("--steps", type=int, default=250,
-                        help="training steps (default: 250, about 2-3 min on 2 cores)")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="training steps (default: 100, about 1-1.5 min on 2 cores for the ViT; the workflow "
+                             "gives the ResNet 250)")
     parser.add_argument("--batch-size", type=int, default=128, help="pairs per contrastive batch (default: 128)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default: 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
