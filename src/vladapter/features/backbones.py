@@ -5,7 +5,7 @@
   ``openai/clip-vit-base-patch16``) or local folder (``models/toyclip``): grid = the patch
   tokens of the last layer (CLS dropped) after CLIP's final LayerNorm, pooled = the
   projected image embedding (``image_embeds``);
-- a toy ResNet CLIP folder (``toy_clip.json`` inside; ``vladapter train-toy-clip``'s default):
+- a toy ResNet CLIP folder (``toy_clip.json`` inside; ``vladapter train-toy-clip --vision resnet``):
   grid = its last conv map (8x8 for 64 px), pooled = its attention pooling;
 - ``open_clip:RN101`` (any open_clip model name, ``open_clip:RN101@openai`` to name the
   weights): grid = the last conv map before attention pooling (7x7x2048 for RN101 at 224),

@@ -245,11 +245,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     images = args.images or args.captions.parent / "images"
     pixels, captions, _ = load_pairs(args.captions, images, args.image_size)
-    try:
-        blocks = tuple(int(b) for b in args.blocks.split(","))
-    except ValueError:
-        raise ConfigError(f"--blocks {args.blocks!r}: expected comma-separated integers such as 0,1,1") from None
-    arch = dict(blocks=blocks) if args.vision == "resnet" else dict(patch_size=args.patch_size, layers=args.layers)
+    if args.vision == "resnet":
+        try:
+            arch = dict(blocks=tuple(int(b) for b in args.blocks.split(",")))
+        except ValueError:
+            raise ConfigError(f"--blocks {args.blocks!r}: expected comma-separated integers such as 0,1,1") from None
+    else:
+        arch = dict(patch_size=args.patch_size, layers=args.layers)
     log = train_toy_clip(pixels, captions, args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, vision=args.vision, width=args.width, **arch)
     print(f"{args.output}: {len(pixels)} pairs, {args.steps} steps in {log['seconds']} s, "

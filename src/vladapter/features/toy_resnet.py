@@ -5,7 +5,7 @@ toy CLIP mirrors that: three stride-2 3x3 conv stages (64 px -> 32 -> 16 -> 8), 
 block at 16x16 and at 8x8, BatchNorm + ReLU; the grid is the 8x8 map of the last stage
 (``width`` channels), the pooled vector CLIP-RN-style attention pooling of it (one query,
 the spatial mean, over the map plus learnt position embeddings), so the pooled vector
-knows where things are, which the video tasks' per-frame features need. A ViT of
+(the video tasks' per-frame feature) can tell where things are. A ViT of
 the same cost trained on the toy pairs for the same time does not learn shape; this tower
 does (docs/features.md: the probe, measured per variant).
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -51,7 +51,7 @@ class ToyResNetConfig:
     def from_dict(cls, d: dict) -> "ToyResNetConfig":
         if d.get("architecture") != ARCHITECTURE:
             raise ConfigError(f"{CONFIG_FILE}: architecture {d.get('architecture')!r} is not {ARCHITECTURE!r}")
-        known = {"image_size", "width", "blocks", "projection_dim", "text"}
+        known = {f.name for f in fields(cls)}
         unknown = set(d) - known - {"architecture"}
         if unknown:
             raise ConfigError(f"{CONFIG_FILE}: unknown keys {sorted(unknown)}")
