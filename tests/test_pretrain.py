@@ -83,3 +83,35 @@ def test_video_pretraining_continues_a_backbone_on_downstream_video_data(tmp_pat
 
     with pytest.raises(ConfigError, match="not both"):
         pretrain(PretrainConfig(tasks=["pretrain", "tvqa"], steps=2, **common), tmp_path / "mixed")
+
+
+def test_matching_stage_trains_image_text_matching_alone_with_its_keys(world, tmp_path, capsys):
+    """`pretrain --matching`: objectives [itm], the section's `matching` keys over the others
+    and the command line over both; the objectives' stage then starts from its backbone."""
+    from vladapter.cli import main
+
+    torch.set_num_threads(1)
+    common = [f"--{k}={world[k]}" for k in ("prepared", "features", "tokenizer")]
+    config = tmp_path / "config.yaml"
+    config.write_text("pretrain:\n  steps: 50\n  batch_size: 8\n  dropout: 0.1\n"
+                      "  matching: {enabled: true, steps: 6, batch_size: 4, dropout: 0.0}\n")
+    matching = tmp_path / "pretrain-matching" / "tiny-t5"
+    args = ["pretrain", "--config", str(config), "--matching", "--out", str(matching), "--checkpoint-every", "0"]
+    assert main(args + common) == 0
+    info = json.loads((matching / "pretrain.json").read_text())
+    assert info["objectives"] == {"itm": 32} and info["steps"] == 6
+    assert info["config"]["batch_size"] == 4 and info["config"]["dropout"] == 0.0
+
+    assert main(args + common + ["--steps", "3"]) == 0  # the command line wins over `matching`
+    assert json.loads((matching / "pretrain.json").read_text())["steps"] == 3
+
+    full = tmp_path / "pretrain" / "tiny-t5"
+    assert main(["pretrain", "--config", str(config), "--init", str(matching), "--out", str(full), "--steps", "2",
+                 "--checkpoint-every", "0"] + common) == 0
+    info = json.loads((full / "pretrain.json").read_text())
+    assert info["objectives"] == {"span": 32, "prefix": 32, "itm": 32, "qa": 32}  # `matching` does not apply
+    assert info["config"]["init"] == str(matching) and info["config"]["dropout"] == 0.1
+
+    for wrong, named in ((["--tasks", "tvqa"], "not tasks tvqa:"), (["--objectives", "span", "itm"], "not objectives span itm:")):
+        assert main(args + common + wrong) == 2
+        assert named in capsys.readouterr().err

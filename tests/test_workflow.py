@@ -78,6 +78,11 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     assert "--init models/pretrain-video/tiny-t5" in commands["video-single_adapter"]
     video_pretrain = re.search(r"vladapter pretrain .*--out models/pretrain-video/tiny-t5 .*", out).group(0)
     assert "--tasks tvc yc2c --init models/pretrain/tiny-t5" in video_pretrain
+    # pre-training starts from the image-text matching stage
+    matching = re.search(r"vladapter pretrain --matching .*--out models/pretrain-matching/tiny-t5 .*", out)
+    assert matching is not None
+    image_pretrain = re.search(r"vladapter pretrain .*--out models/pretrain/tiny-t5 .*", out).group(0)
+    assert "--init models/pretrain-matching/tiny-t5" in image_pretrain
 
 
 def test_dvc_yaml_is_generated_from_the_workflow():
@@ -125,6 +130,10 @@ def test_smoke_workflow_produces_table_plots_and_metrics(smoke_run):
     # the video run started from the video pre-training stage (on tvqa: smoke has no captions)
     video = json.loads((work / "models" / "tiny-t5" / "video-single_adapter" / "train.json").read_text())
     assert video["config"]["init"] == "models/pretrain-video/tiny-t5"
+    image = json.loads((work / "models" / "pretrain" / "tiny-t5" / "pretrain.json").read_text())
+    assert image["config"]["init"] == "models/pretrain-matching/tiny-t5"
+    matching = json.loads((work / "models" / "pretrain-matching" / "tiny-t5" / "pretrain.json").read_text())
+    assert list(matching["objectives"]) == ["itm"] and matching["steps"] == SMOKE["pretrain"]["matching"]["steps"]
     assert json.loads((work / "models" / "pretrain-video" / "tiny-t5" / "pretrain.json").read_text())[
         "objectives"] == {"tvqa": len((work / "data" / "prepared" / "tvqa" / "train.jsonl").read_text().splitlines())}
 

@@ -19,6 +19,8 @@ IMAGE_DATASETS = config["datasets"]["image"]
 VIDEO_DATASETS = config["datasets"]["video"]
 PRETRAIN = config["pretrain"]["enabled"]
 VIDEO_PRETRAIN = X.video_pretraining(config)  # task keys of the video pre-training stage, or []
+# the image-text matching stage before pre-training's objectives (rule pretrain_matching)
+MATCHING = PRETRAIN and config["pretrain"].get("matching", {}).get("enabled", False)
 SPLITS = ["train", "val", "test"]
 LMS = {X.name_key(lm): lm for lm in config["lms"]}
 RUNS = {(r.lm, r.name): r for r in X.runs(config)}
@@ -168,6 +170,22 @@ def train_inputs(wildcards):
         video = run.modality == "video" and VIDEO_PRETRAIN
         inputs["init"] = f"models/pretrain-video/{run.lm}" if video else f"models/pretrain/{run.lm}"
     return inputs
+
+
+def pretrain_inputs(wildcards):
+    """The pre-training split's data, and the matching stage's backbone when there is one."""
+    inputs = model_inputs(["pretrain"])
+    if MATCHING:
+        inputs["init"] = f"models/pretrain-matching/{wildcards.lm}"
+    return inputs
+
+
+def pretrain_settings(stage=None):
+    """The ``pretrain`` keys a pre-training stage's backbone depends on (params)."""
+    section = {k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare", "video", "matching")}
+    if stage == "matching":
+        return canonical({**section, **config["pretrain"].get("matching", {}), "objectives": ["itm"]})
+    return canonical(section)
 
 
 def pretrain_video_inputs(wildcards):

@@ -19,18 +19,44 @@ rule build_tokenizer:
         "vladapter build-tokenizer --prepared data/prepared --out {output} > {log} 2>&1"
 
 
-rule pretrain:
+rule pretrain_matching:
     input:
         **model_inputs(["pretrain"]),
+    output:
+        directory("models/pretrain-matching/{lm}"),
+    params:
+        config=CONFIG,
+        lm=lambda w: LMS[w.lm],
+        settings=pretrain_settings("matching"),
+        tokenizer=tokenizer_arg,
+        data=data_args("image"),
+        launcher=launcher,
+    priority: 10  # pre-training waits for it
+    log:
+        "logs/pretrain/{lm}-matching.log",
+    benchmark:
+        "logs/benchmarks/pretrain/{lm}-matching.tsv"
+    threads: threads("train")
+    resources:
+        **res("train"),
+    conda:
+        ENV
+    shell:
+        "{params.launcher}vladapter pretrain --matching --config {params.config} --out {output}"
+        " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+
+
+rule pretrain:
+    input:
+        unpack(pretrain_inputs),
     output:
         directory("models/pretrain/{lm}"),
     params:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
         # what the backbone depends on (not which runs use it)
-        settings=canonical(
-            {k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare", "video")}
-        ),
+        settings=pretrain_settings(),
+        init=lambda w, input: f"--init {input.init}" if "init" in input.keys() else "",
         tokenizer=tokenizer_arg,
         data=data_args("image"),
         launcher=launcher,
@@ -45,7 +71,7 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --config {params.config} --out {output}"
+        "{params.launcher}vladapter pretrain --config {params.config} --out {output} {params.init}"
         " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
 
 
@@ -59,7 +85,7 @@ rule pretrain_video:
         lm=lambda w: LMS[w.lm],
         tasks=" ".join(VIDEO_PRETRAIN),
         settings=canonical(
-            {**{k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare")},
+            {**{k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare", "matching")},
              "tasks": VIDEO_PRETRAIN}
         ),
         tokenizer=tokenizer_arg,

@@ -29,7 +29,7 @@ import yaml
 STAGES = {
     "data": ["toyworld", "download", "prepare", "sample_frames"],
     "features": ["train_toy_clip", "extract_features", "probe"],
-    "models": ["build_tokenizer", "pretrain", "pretrain_video", "train"],
+    "models": ["build_tokenizer", "pretrain_matching", "pretrain", "pretrain_video", "train"],
     "metrics": ["evaluate", "majority"],
     "report": ["report"],
 }

@@ -138,6 +138,9 @@ class PretrainConfig(TrainConfig):
     enabled:    read by the workflow (whether runs start from the pre-trained backbone;
                 in ``video``: whether video runs start from a video-pre-trained one)
     compare:    read by the workflow (methods also trained without pre-training, <run>-nopt)
+    matching:   a first stage of image-text matching alone (``vladapter pretrain --matching``:
+                objectives [itm], these keys override the others; ``enabled`` is the workflow's);
+                the objectives' stage then starts from its backbone
     Defaults differ from ``train``: method full_finetuning, tasks [pretrain], lr 1e-3.
     """
 
@@ -148,6 +151,7 @@ class PretrainConfig(TrainConfig):
     epochs: float | None = 10
     enabled: bool = True
     compare: list[str] = field(default_factory=list)
+    matching: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -185,11 +189,14 @@ class EvaluateConfig:
 C = TypeVar("C")
 
 
-def load_section(path: str | Path | None, section: str, cls: type[C], overrides: dict[str, Any] | None = None) -> C:
+def load_section(path: str | Path | None, section: str, cls: type[C], overrides: dict[str, Any] | None = None,
+                 stage: str | None = None) -> C:
     """Build ``cls`` from ``section`` of the YAML file at ``path`` (if any), then ``overrides``.
 
     ``overrides`` holds command-line values; None values mean "not given". Unknown keys
-    in the file raise ConfigError naming the file, the section and the keys.
+    in the file raise ConfigError naming the file, the section and the keys. ``stage``
+    names a sub-section whose keys override the section's (``matching``), below the
+    command line's.
     """
     values: dict[str, Any] = {}
     if path is not None:
@@ -210,6 +217,10 @@ def load_section(path: str | Path | None, section: str, cls: type[C], overrides:
         tasks = given.get("tasks", values.get("tasks", cls().tasks))
         if tasks and all(t in VIDEO_TASKS for t in tasks):
             values.update(video)
+    if stage is not None:
+        staged = {k: v for k, v in (values.get(stage) or {}).items() if k != "enabled"}
+        _check_keys(staged, cls, f"{path}: section '{section}.{stage}'")
+        values.update(staged)
     values.update(given)
     try:
         config = cls(**values)
@@ -242,7 +253,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
     """One ``--key`` flag per scalar/list field of ``cls``, defaulting to None (= the config's value)."""
     docs = _field_docs(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.name in ("method_overrides", "video", "enabled", "compare"):
+        if f.name in skip or f.name in ("method_overrides", "video", "matching", "enabled", "compare"):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -10,6 +10,13 @@ With ``--tasks`` of downstream tasks (e.g. ``--tasks tvc yc2c --init models/pret
 it continues pre-training a backbone on those tasks' training data in their own formats
 (video-text pre-training on captioned clips); the section's ``video`` overrides apply when
 every task is a video task. The result is again a whole backbone, for ``train --init``.
+
+``--matching`` runs the stage before it: image-text matching alone, with the section's
+``matching`` keys (the toy default: 600 steps, no dropout). A small backbone trained on the
+objectives' mix from scratch never gets past chance on matching (its loss stays at ln 2):
+the generative objectives' gradients swamp the weak early signal. After this stage it keeps
+the skill through the mix, and true/false tasks (NLVR2, "is there" questions) build on it
+(docs/training.md: the matching stage, measured).
 """
 
 from __future__ import annotations
@@ -34,12 +41,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config; its `pretrain` section is read (flags override it)")
     parser.add_argument("--out", help="backbone folder (default: models/pretrain/<lm>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--matching", action="store_true",
+                        help="the matching stage: image-text matching alone (objectives [itm]) with the "
+                             "section's `matching` keys over the others (default out: models/pretrain-matching/<lm>)")
     add_config_flags(parser, PretrainConfig, skip=("method",))
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_section(args.config, "pretrain", PretrainConfig, overrides_from(args, PretrainConfig))
-    folder = "pretrain" if list(cfg.tasks) == ["pretrain"] else "pretrain-video"
+    overrides = overrides_from(args, PretrainConfig)
+    if args.matching:
+        overrides.setdefault("objectives", ["itm"])
+    cfg = load_section(args.config, "pretrain", PretrainConfig, overrides, stage="matching" if args.matching else None)
+    wrong = [f"{key} {' '.join(value)}" for key, value, fits in (
+        ("tasks", cfg.tasks, list(cfg.tasks) == ["pretrain"]), ("objectives", cfg.objectives, cfg.objectives == ["itm"]))
+        if args.matching and not fits]
+    if wrong:
+        from vladapter.errors import ConfigError
+        raise ConfigError(f"--matching trains image-text matching (objectives [itm]) on the pre-training split "
+                          f"(tasks [pretrain]), not {' / '.join(wrong)}: drop those settings from the command "
+                          "line or the `pretrain.matching` section")
+    folder = "pretrain-matching" if args.matching else "pretrain" if list(cfg.tasks) == ["pretrain"] else "pretrain-video"
     out = Path(args.out or Path("models") / folder / cfg.lm.rsplit("/", 1)[-1])
     pretrain(cfg, out, resume=args.resume)
     return 0
