@@ -115,3 +115,9 @@ def test_matching_stage_trains_image_text_matching_alone_with_its_keys(world, tm
     for wrong, named in ((["--tasks", "tvqa"], "not tasks tvqa:"), (["--objectives", "span", "itm"], "not objectives span itm:")):
         assert main(args + common + wrong) == 2
         assert named in capsys.readouterr().err
+
+    # the stage may add the two-image objective: its records pair two of the split's images
+    config.write_text("pretrain:\n  steps: 50\n  batch_size: 8\n"
+                      "  matching: {enabled: true, objectives: [itm, pair], steps: 4}\n")
+    assert main(args + common) == 0
+    assert json.loads((matching / "pretrain.json").read_text())["objectives"] == {"itm": 32, "pair": 32}

@@ -179,3 +179,27 @@ def test_objectives_split_records_by_kind():
         "span": ["cap-1"], "prefix": ["cap-1"], "itm": ["cap-1"], "qa": ["qa-1"]}
     with pytest.raises(ConfigError, match="mlm"):
         objectives(["mlm"], [CAPTION], sentinels=True)
+
+
+def test_pair_objective_puts_the_captioned_image_beside_another_on_a_recorded_side():
+    from vladapter.tasks.pretrain import PairObjective, image_pairs
+
+    captions = [Record(f"cap-{i}", "pretrain", "train", "pretrain", [f"img{i % 6}"], references=[f"caption {i}"],
+                       meta={"kind": "caption"}) for i in range(40)]  # images repeat: img0 has 7 captions
+    pairs = image_pairs(captions, seed=3)
+    assert len(pairs) == len(captions)
+    for record, pair in zip(captions, pairs):
+        own = 0 if pair.meta["side"] == "left" else 1
+        assert len(pair.images) == 2 and pair.images[own] == record.images[0]
+        assert pair.images[1 - own] != record.images[0]  # another image, never the same twice
+        assert pair.references == record.references and pair.uid == f"{record.uid}-pair"
+    sides = [p.meta["side"] for p in pairs]
+    assert 10 < sides.count("left") < 30  # drawn, not fixed
+    assert [p.images for p in image_pairs(captions, seed=3)] == [p.images for p in pairs]  # seeded
+    assert [p.images for p in image_pairs(captions, seed=4)] != [p.images for p in pairs]
+    assert image_pairs(captions[:1], seed=0) == []  # one image: nothing to pair with
+
+    example = PairObjective().example(pairs[0], np.random.default_rng(0), prefix=False)
+    assert example.source == "pretrain left right: caption 0" and example.target == pairs[0].meta["side"]
+    objs = objectives(["itm", "pair"], captions, sentinels=True, seed=3)
+    assert [r.images for r in objs["pair"][1]] == [p.images for p in pairs]

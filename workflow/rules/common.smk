@@ -184,7 +184,7 @@ def pretrain_settings(stage=None):
     """The ``pretrain`` keys a pre-training stage's backbone depends on (params)."""
     section = {k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare", "video", "matching")}
     if stage == "matching":
-        return canonical({**section, **config["pretrain"].get("matching", {}), "objectives": ["itm"]})
+        return canonical({**section, "objectives": ["itm"], **config["pretrain"].get("matching", {})})
     return canonical(section)
 
 

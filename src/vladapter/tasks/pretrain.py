@@ -13,10 +13,15 @@ captions) or questions (meta kind "qa": targets = answer scores). Objectives:
   caption; k = 0 (half of the time) is plain captioning in the caption task's own format.
 (The prompts use words the toy tokenizer always knows, unlike VL-T5's "span prediction:".)
 - qa: "vqa: {question}" -> an answer sampled by score (as the VQA task).
+- pair: which of two images a caption describes: "pretrain left right: {caption}" with the
+  caption's image and another image of the split side by side (NLVR2's two-image input,
+  image order 0 / 1) -> "left" or "right". VL-T5 has no two-image objective; the toy
+  world's NLVR2 statements are about one image of the pair or both.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -26,8 +31,9 @@ from vladapter.tasks.base import Example, Task
 from vladapter.tasks.caption import references
 from vladapter.tasks.vqa import VQATask
 
-OBJECTIVES = ("span", "prefix", "itm", "qa")
-KIND = {"span": "caption", "prefix": "caption", "itm": "caption", "qa": "qa"}
+OBJECTIVES = ("span", "prefix", "itm", "qa", "pair")
+KIND = {"span": "caption", "prefix": "caption", "itm": "caption", "qa": "qa", "pair": "caption"}
+SIDES = ("left", "right")
 
 
 class SpanObjective(Task):
@@ -108,6 +114,36 @@ class MatchObjective(Task):
         return Example(self._with_prefix(_pick_caption(record, rng), True), "true")
 
 
+class PairObjective(Task):
+    name = "pair"
+    prefix = "pretrain left right:"
+    max_input_tokens = 40
+    max_target_tokens = 2
+
+    def example(self, record: Record, rng: np.random.Generator, prefix: bool) -> Example:
+        return Example(self._with_prefix(_pick_caption(record, rng), True), record.meta["side"])
+
+
+def image_pairs(captions: Sequence[Record], seed: int) -> list[Record]:
+    """Each caption record with a second image: another record's, drawn at random, on a
+    random side (``meta["side"]`` = where the captioned image is). Fixed by ``seed``, so
+    --resume and every DDP rank see the same pairs."""
+    rng = np.random.default_rng(seed)
+    n, pairs = len(captions), []
+    if len({tuple(r.images) for r in captions}) < 2:
+        return pairs  # nothing to pair with
+    for i, record in enumerate(captions):
+        j = int(rng.integers(n - 1))
+        j += j >= i  # any record but this one
+        while captions[j].images == record.images:  # the split may repeat an image
+            j = int(rng.integers(n))
+        side = SIDES[int(rng.integers(2))]
+        first, second = (record, captions[j]) if side == "left" else (captions[j], record)
+        pairs.append(replace(record, uid=f"{record.uid}-pair", images=[*first.images, *second.images],
+                             meta={**record.meta, "side": side}))
+    return pairs
+
+
 class QAObjective(VQATask):
     name = "qa"
 
@@ -131,8 +167,10 @@ def split_by_kind(records: Sequence[Record]) -> dict[str, list[Record]]:
     return out
 
 
-def objectives(names: Sequence[str], records: Sequence[Record], sentinels: bool) -> dict[str, tuple[Task, list[Record]]]:
-    """objective name -> (objective, its records); objectives without records are left out."""
+def objectives(names: Sequence[str], records: Sequence[Record], sentinels: bool,
+               seed: int = 0) -> dict[str, tuple[Task, list[Record]]]:
+    """objective name -> (objective, its records); objectives without records are left out.
+    ``seed`` draws the image pairs of ``pair``."""
     from vladapter.errors import ConfigError
 
     unknown = [n for n in names if n not in OBJECTIVES]
@@ -142,5 +180,7 @@ def objectives(names: Sequence[str], records: Sequence[Record], sentinels: bool)
     make = {"span": lambda: SpanObjective(None if not sentinels else "<extra_id_{}>"),
             "prefix": PrefixObjective,
             "itm": lambda: MatchObjective(kinds["caption"]),
-            "qa": QAObjective}
-    return {n: (make[n](), kinds[KIND[n]]) for n in names if kinds[KIND[n]]}
+            "qa": QAObjective,
+            "pair": PairObjective}
+    data = {n: kinds[KIND[n]] if n != "pair" else image_pairs(kinds["caption"], seed) for n in names}
+    return {n: (make[n](), data[n]) for n in names if data[n]}

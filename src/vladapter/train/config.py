@@ -139,8 +139,8 @@ class PretrainConfig(TrainConfig):
                 in ``video``: whether video runs start from a video-pre-trained one)
     compare:    read by the workflow (methods also trained without pre-training, <run>-nopt)
     matching:   a first stage of image-text matching alone (``vladapter pretrain --matching``:
-                objectives [itm], these keys override the others; ``enabled`` is the workflow's);
-                the objectives' stage then starts from its backbone
+                objectives [itm] unless it lists [itm, pair]; these keys override the others;
+                ``enabled`` is the workflow's); the objectives' stage then starts from its backbone
     Defaults differ from ``train``: method full_finetuning, tasks [pretrain], lr 1e-3.
     """
 
@@ -190,13 +190,13 @@ C = TypeVar("C")
 
 
 def load_section(path: str | Path | None, section: str, cls: type[C], overrides: dict[str, Any] | None = None,
-                 stage: str | None = None) -> C:
+                 stage: str | None = None, stage_defaults: dict[str, Any] | None = None) -> C:
     """Build ``cls`` from ``section`` of the YAML file at ``path`` (if any), then ``overrides``.
 
     ``overrides`` holds command-line values; None values mean "not given". Unknown keys
     in the file raise ConfigError naming the file, the section and the keys. ``stage``
     names a sub-section whose keys override the section's (``matching``), below the
-    command line's.
+    command line's; ``stage_defaults`` are the stage's values where its sub-section is silent.
     """
     values: dict[str, Any] = {}
     if path is not None:
@@ -220,7 +220,7 @@ def load_section(path: str | Path | None, section: str, cls: type[C], overrides:
     if stage is not None:
         staged = {k: v for k, v in (values.get(stage) or {}).items() if k != "enabled"}
         _check_keys(staged, cls, f"{path}: section '{section}.{stage}'")
-        values.update(staged)
+        values.update({**(stage_defaults or {}), **staged})
     values.update(given)
     try:
         config = cls(**values)

@@ -35,6 +35,7 @@ import torch
 from vladapter.train.config import PretrainConfig, add_config_flags, load_section, overrides_from, to_dict
 
 INFO_FILE = "pretrain.json"
+MATCHING_OBJECTIVES = ("itm", "pair")  # what the matching stage may train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,24 +43,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="backbone folder (default: models/pretrain/<lm>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--matching", action="store_true",
-                        help="the matching stage: image-text matching alone (objectives [itm]) with the "
-                             "section's `matching` keys over the others (default out: models/pretrain-matching/<lm>)")
+                        help="the matching stage: image-text matching alone (objectives [itm], or [itm, pair]) "
+                             "with the section's `matching` keys over the others "
+                             "(default out: models/pretrain-matching/<lm>)")
     add_config_flags(parser, PretrainConfig, skip=("method",))
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = overrides_from(args, PretrainConfig)
-    if args.matching:
-        overrides.setdefault("objectives", ["itm"])
-    cfg = load_section(args.config, "pretrain", PretrainConfig, overrides, stage="matching" if args.matching else None)
+    stage = {"stage": "matching", "stage_defaults": {"objectives": ["itm"]}} if args.matching else {}
+    cfg = load_section(args.config, "pretrain", PretrainConfig, overrides_from(args, PretrainConfig), **stage)
     wrong = [f"{key} {' '.join(value)}" for key, value, fits in (
-        ("tasks", cfg.tasks, list(cfg.tasks) == ["pretrain"]), ("objectives", cfg.objectives, cfg.objectives == ["itm"]))
+        ("tasks", cfg.tasks, list(cfg.tasks) == ["pretrain"]),
+        ("objectives", cfg.objectives, set(cfg.objectives) <= set(MATCHING_OBJECTIVES)))
         if args.matching and not fits]
     if wrong:
         from vladapter.errors import ConfigError
-        raise ConfigError(f"--matching trains image-text matching (objectives [itm]) on the pre-training split "
-                          f"(tasks [pretrain]), not {' / '.join(wrong)}: drop those settings from the command "
-                          "line or the `pretrain.matching` section")
+        raise ConfigError(f"--matching trains image-text matching (objectives {' / '.join(MATCHING_OBJECTIVES)}) on "
+                          f"the pre-training split (tasks [pretrain]), not {' / '.join(wrong)}: drop those "
+                          "settings from the command line or the `pretrain.matching` section")
     folder = "pretrain-matching" if args.matching else "pretrain" if list(cfg.tasks) == ["pretrain"] else "pretrain-video"
     out = Path(args.out or Path("models") / folder / cfg.lm.rsplit("/", 1)[-1])
     pretrain(cfg, out, resume=args.resume)
@@ -93,7 +94,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
             records = load_records(cfg.prepared, "pretrain", cfg.split, None)
             sentinels = "<extra_id_0>" in tokenizer.get_vocab()
             data = {name: TaskData(task, recs[: cfg.max_examples] if cfg.max_examples else recs)
-                    for name, (task, recs) in objectives(cfg.objectives, records, sentinels).items()}
+                    for name, (task, recs) in objectives(cfg.objectives, records, sentinels, cfg.seed).items()}
             n_vis = cfg.n_image_tokens
         elif "pretrain" in cfg.tasks:
             raise ConfigError(f"pretrain.tasks {list(cfg.tasks)}: either [pretrain] (the pre-training split's "
