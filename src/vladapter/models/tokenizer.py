@@ -22,7 +22,7 @@ N_SENTINELS = 100
 # words the task text formats use even if no record contains them
 FIXED_WORDS = [
     "vqa", "gqa", "nlvr", "caption", "tvqa", "how2qa", "tvc", "yc2c", "pretrain",
-    "subs", "q", "ts", "choices", "a0", "a1", "a2", "a3", "a4", "true", "false", "yes", "no", "left", "right",
+    "subs", "q", "ts", "choices", "a0", "a1", "a2", "a3", "a4", "true", "false", "yes", "no",
     *"0123456789", *":.,?!-[]()'\"",
 ]
 RECORD_TEXT_FIELDS = ("text", "context")
