@@ -52,19 +52,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     stage = {"stage": "matching", "stage_defaults": {"objectives": ["itm"]}} if args.matching else {}
     cfg = load_section(args.config, "pretrain", PretrainConfig, overrides_from(args, PretrainConfig), **stage)
-    wrong = [f"{key} {' '.join(value)}" for key, value, fits in (
-        ("tasks", cfg.tasks, list(cfg.tasks) == ["pretrain"]),
-        ("objectives", cfg.objectives, set(cfg.objectives) <= set(MATCHING_OBJECTIVES)))
-        if args.matching and not fits]
-    if wrong:
-        from vladapter.errors import ConfigError
-        raise ConfigError(f"--matching trains image-text matching (objectives {' / '.join(MATCHING_OBJECTIVES)}) on "
-                          f"the pre-training split (tasks [pretrain]), not {' / '.join(wrong)}: drop those "
-                          "settings from the command line or the `pretrain.matching` section")
+    if args.matching:
+        _check_matching_stage(cfg)
     folder = "pretrain-matching" if args.matching else "pretrain" if list(cfg.tasks) == ["pretrain"] else "pretrain-video"
     out = Path(args.out or Path("models") / folder / cfg.lm.rsplit("/", 1)[-1])
     pretrain(cfg, out, resume=args.resume)
     return 0
+
+
+def _check_matching_stage(cfg: PretrainConfig) -> None:
+    """The matching stage trains matching objectives on the pre-training split, nothing else."""
+    from vladapter.errors import ConfigError
+
+    wrong = []
+    if list(cfg.tasks) != ["pretrain"]:
+        wrong.append(f"tasks {' '.join(cfg.tasks)}")
+    if not set(cfg.objectives) <= set(MATCHING_OBJECTIVES):
+        wrong.append(f"objectives {' '.join(cfg.objectives)}")
+    if wrong:
+        raise ConfigError(f"--matching trains image-text matching (objectives {' / '.join(MATCHING_OBJECTIVES)}) on "
+                          f"the pre-training split (tasks [pretrain]), not {' / '.join(wrong)}: drop those "
+                          "settings from the command line or the `pretrain.matching` section")
 
 
 def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict:
