@@ -181,10 +181,13 @@ def pretrain_inputs(wildcards):
 
 
 def pretrain_settings(stage=None):
-    """The ``pretrain`` keys a pre-training stage's backbone depends on (params)."""
+    """The ``pretrain`` keys a pre-training stage's backbone depends on (params): the
+    section's, with the matching stage's over them, or the video stage's overrides and tasks."""
     section = {k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare", "video", "matching")}
     if stage == "matching":
         return canonical({**section, "objectives": ["itm"], **config["pretrain"].get("matching", {})})
+    if stage == "video":
+        return canonical({**section, "video": config["pretrain"].get("video", {}), "tasks": VIDEO_PRETRAIN})
     return canonical(section)
 
 

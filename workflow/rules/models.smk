@@ -84,10 +84,7 @@ rule pretrain_video:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
         tasks=" ".join(VIDEO_PRETRAIN),
-        settings=canonical(
-            {**{k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare", "matching")},
-             "tasks": VIDEO_PRETRAIN}
-        ),
+        settings=pretrain_settings("video"),
         tokenizer=tokenizer_arg,
         data=data_args("video"),
         launcher=launcher,
