@@ -24,3 +24,12 @@ def repo() -> Path:
 def real_fixtures() -> Path:
     """Small real samples of the published dataset formats (see each SOURCE.txt)."""
     return REAL
+
+
+@pytest.fixture(scope="session")
+def stand_in_hf_home(request) -> Path:
+    """An ``HF_HOME`` holding the published checkpoints' stand-ins (real architectures, random
+    weights; tests/stand_ins.py): built once, kept in pytest's cache folder keyed by content."""
+    import stand_ins
+
+    return stand_ins.cached_hf_home(request.config.cache.mkdir("stand-ins"))
