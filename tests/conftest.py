@@ -27,9 +27,12 @@ def real_fixtures() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stand_in_hf_home(request) -> Path:
+def stand_in_hf_home(request, tmp_path_factory) -> Path:
     """An ``HF_HOME`` holding the published checkpoints' stand-ins (real architectures, random
-    weights; tests/stand_ins.py): built once, kept in pytest's cache folder keyed by content."""
+    weights; tests/stand_ins.py): built once, kept in pytest's cache folder keyed by content
+    (in a temporary folder when the cache is off: -p no:cacheprovider)."""
     import stand_ins
 
-    return stand_ins.cached_hf_home(request.config.cache.mkdir("stand-ins"))
+    cache = getattr(request.config, "cache", None)
+    root = cache.mkdir("stand-ins") if cache is not None else tmp_path_factory.mktemp("stand-ins")
+    return stand_ins.cached_hf_home(root)

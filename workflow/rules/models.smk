@@ -43,7 +43,7 @@ rule pretrain_matching:
         ENV
     shell:
         "{params.launcher}vladapter pretrain --matching --config {params.config} --out {output}"
-        " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data} > {log} 2>&1"
 
 
 rule pretrain:
@@ -72,7 +72,7 @@ rule pretrain:
         ENV
     shell:
         "{params.launcher}vladapter pretrain --config {params.config} --out {output} {params.init}"
-        " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data} > {log} 2>&1"
 
 
 rule pretrain_video:
@@ -100,8 +100,8 @@ rule pretrain_video:
         ENV
     shell:
         "{params.launcher}vladapter pretrain --config {params.config} --out {output}"
-        " --lm {params.lm} --tasks {params.tasks} --init {input.init}"
-        " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        " --lm {params.lm:q} --tasks {params.tasks} --init {input.init}"
+        " --tokenizer {params.tokenizer:q} {params.data} > {log} 2>&1"
 
 
 rule train:
@@ -131,5 +131,5 @@ rule train:
         ENV
     shell:
         "{params.launcher}vladapter train --config {params.config} --out {output}"
-        " --lm {params.lm} --method {params.method} --tasks {params.tasks} {params.init}"
-        " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        " --lm {params.lm:q} --method {params.method} --tasks {params.tasks} {params.init}"
+        " --tokenizer {params.tokenizer:q} {params.data} > {log} 2>&1"

@@ -115,11 +115,15 @@ def load_tokenizer(path_or_name: str | Path):
     HF model name (``t5-base``, ``facebook/bart-base``) found in the local HF cache."""
     from transformers import AutoTokenizer
 
+    from vladapter.models.checkpoints import find_checkpoint
+
     path = Path(path_or_name)
     if path.is_dir():
         return AutoTokenizer.from_pretrained(str(path))
+    # a hub id in any spelling (t5-base / google-t5/t5-base) in the local cache
+    folder = find_checkpoint(str(path_or_name), required=False)
     try:
-        return AutoTokenizer.from_pretrained(str(path_or_name))
+        return AutoTokenizer.from_pretrained(str(folder or path_or_name))
     except (OSError, ValueError) as e:
         raise ConfigError(
             f"cannot load tokenizer {str(path_or_name)!r}: no such folder, and no HF tokenizer of that name in "

@@ -96,6 +96,12 @@ class VLModel(nn.Module):
             first = self.lm.encoder.block[0].layer[0].SelfAttention
             first.relative_attention_bias.register_forward_hook(self._text_relative_bias_only)
 
+    def reset_visual(self, feat_dim: int) -> None:
+        """A fresh visual embedding for ``feat_dim``-d features (another backbone than the
+        one this model was pre-trained on); the language model is untouched."""
+        self.visual = VisualEmbedding(feat_dim, self.d_model).to(self.device)
+        self.vl_config["feat_dim"] = feat_dim
+
     # --- properties ----------------------------------------------------------------------
     @property
     def family(self) -> str:
@@ -248,9 +254,9 @@ def build_vl_model(lm: str, feat_dim: int, n_vis_tokens: int, pretrained: bool =
                    device: str | torch.device | None = None) -> VLModel:
     """A VL model around the HF model ``lm`` (see ``resources/models/``).
 
-    pretrained:  load the published checkpoint's weights (``t5-base``, ``facebook/bart-base``;
-                 offline this works only where the HF cache holds them); else the
-                 architecture is built from its config with fresh weights.
+    pretrained:  load the checkpoint's weights (a published name such as ``t5-base`` in any
+                 spelling, or a checkpoint folder; offline it must be in the HF cache or
+                 the folder); else the architecture is built from its config with fresh weights.
     vocab_size:  size of the text tokenizer (default: the architecture's vocabulary);
                  the embedding gets ``vocab_size + n_vis_extra`` rows.
     device:      where to build; ``"meta"`` builds without memory (parameter counting).
@@ -262,13 +268,23 @@ def build_vl_model(lm: str, feat_dim: int, n_vis_tokens: int, pretrained: bool =
         if pretrained:
             if spec.checkpoint is None:
                 raise ConfigError(f"{lm} is a toy architecture with no published weights; use pretrained=False")
-            try:
-                model = hf_cls.from_pretrained(spec.checkpoint)
-            except OSError as e:
-                raise ConfigError(f"cannot load {spec.checkpoint} ({e}); the weights must be in the HF cache "
-                                  "(download them where the network is reachable), or use pretrained=False") from None
+            model = load_checkpoint(hf_cls, spec.checkpoint)
             model.resize_token_embeddings(text_vocab + n_vis_extra, mean_resizing=False)
         else:
             model = hf_cls(spec.hf_config(vocab_size=text_vocab + n_vis_extra))
         return VLModel(model, name=spec.name, family=spec.family, feat_dim=feat_dim,
                        n_vis_tokens=n_vis_tokens, text_vocab=text_vocab, n_vis_extra=n_vis_extra)
+
+
+def load_checkpoint(hf_cls, checkpoint: str):
+    """``hf_cls.from_pretrained`` of a checkpoint folder or hub id (any spelling, found in the
+    local HF cache; downloaded only when online), in float32 whatever dtype it was saved in."""
+    from vladapter.models.checkpoints import find_checkpoint
+
+    folder = find_checkpoint(checkpoint)
+    try:
+        return hf_cls.from_pretrained(str(folder or checkpoint), dtype=torch.float32)
+    except OSError as e:
+        raise ConfigError(f"cannot load the weights of {checkpoint} from {folder or 'the hub'} "
+                          f"({str(e).splitlines()[0]}); the folder needs model.safetensors (or the HF cache "
+                          "the whole snapshot)") from None

@@ -28,11 +28,12 @@ PAPER_LR = {"full_finetuning": 1e-4, "multiple_adapters": 3e-4, "half_shared_ada
 class TrainConfig:
     """Section ``train``: multi-task training of one PETL method.
 
-    lm:               language backbone (tiny-t5 | tiny-bart | t5-base | facebook/bart-base)
+    lm:               language backbone: tiny-t5 | tiny-bart, or a checkpoint (hub id in any spelling, or folder)
     method:           PETL preset (vladapter.petl.PRESETS), e.g. single_adapter, full_finetuning
     method_overrides: keyword overrides passed to petl.apply (e.g. {reduction_factor: 4})
     tasks:            task keys trained together (image: vqa gqa nlvr caption; video: tvqa how2qa tvc yc2c)
     init:             directory of a VL-pre-trained backbone (VLModel.save_pretrained), or null
+    random_init:      build lm from its config with fresh weights even when it names a checkpoint
     tokenizer:        tokenizer directory or HF name
     prepared:         prepared records folder (<prepared>/<dataset>/<split>.jsonl)
     features:         feature folder (<features>/<source>.<backbone>.h5)
@@ -66,6 +67,7 @@ class TrainConfig:
     method_overrides: dict[str, Any] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=lambda: list(IMAGE_TASKS))
     init: str | None = None
+    random_init: bool = False
     tokenizer: str = "models/tokenizer"
     prepared: str = "data/prepared"
     features: str = "data/features"

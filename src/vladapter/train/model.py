@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
 
 from vladapter.errors import ConfigError
 from vladapter.train.data import Features, TaskData
+
+log = logging.getLogger(__name__)
 
 TRAIN_INFO = "train.json"
 ADAPTER_FILE = "adapter.safetensors"
@@ -37,18 +40,26 @@ def n_visual_tokens(features: Features, tasks) -> int:
     return features.n_video_frames if all(t in VIDEO_TASKS for t in tasks) else features.n_image_tokens
 
 
-def build_model(lm: str, init: str | None, feat_dim: int, n_vis_tokens: int, vocab_size: int):
-    """A fresh VL model of ``lm``, or the VL-pre-trained backbone in ``init``."""
-    from vladapter.models import VLModel, build_vl_model
+def build_model(lm: str, init: str | None, feat_dim: int, n_vis_tokens: int, vocab_size: int,
+                random_init: bool = False):
+    """The VL-pre-trained backbone in ``init``, else a VL model of ``lm`` with the weights of
+    its checkpoint (any LM but the toy architectures), or fresh ones when ``random_init``."""
+    from vladapter.models import VLModel, build_vl_model, lm_spec
 
     if init:
         model = VLModel.from_pretrained(init)
-        if model.vl_config["feat_dim"] != feat_dim or model.vl_config["text_vocab"] != vocab_size:
-            raise ConfigError(f"pre-trained backbone {init} has feat_dim {model.vl_config['feat_dim']} and "
-                              f"vocabulary {model.vl_config['text_vocab']}, the data needs {feat_dim} and "
-                              f"{vocab_size}; pre-train again with these features and tokenizer")
+        if model.vl_config["text_vocab"] != vocab_size:
+            raise ConfigError(f"pre-trained backbone {init} has a vocabulary of {model.vl_config['text_vocab']} "
+                              f"tokens, the tokenizer {vocab_size}; pre-train again with this tokenizer")
+        if model.vl_config["feat_dim"] != feat_dim:
+            # e.g. image pre-training on RN101 grids (2048) then video runs on ViT-B/32 frames (512):
+            # the visual embedding (which always trains) starts afresh, the language model is kept
+            log.warning("pre-trained backbone %s has feat_dim %d, the features %d: the visual embedding is "
+                        "re-initialised for %d-d features (the language model keeps its pre-trained weights)",
+                        init, model.vl_config["feat_dim"], feat_dim, feat_dim)
+            model.reset_visual(feat_dim)
         return model
-    pretrained = lm in ("t5-base", "facebook/bart-base")
+    pretrained = lm_spec(lm).checkpoint is not None and not random_init
     return build_vl_model(lm, feat_dim=feat_dim, n_vis_tokens=n_vis_tokens, vocab_size=vocab_size,
                           pretrained=pretrained)
 
@@ -77,6 +88,7 @@ def load_trained(run_dir: str | Path, device: torch.device | str = "cpu"):
     run_dir = Path(run_dir)
     info = read_train_info(run_dir)
     cfg = info["config"]
-    model = build_model(cfg["lm"], cfg.get("init"), info["feat_dim"], info["n_vis_tokens"], info["vocab_size"])
+    model = build_model(cfg["lm"], cfg.get("init"), info["feat_dim"], info["n_vis_tokens"], info["vocab_size"],
+                        cfg.get("random_init", False))
     petl.load(model, run_dir / ADAPTER_FILE)
     return model.to(device).eval(), info

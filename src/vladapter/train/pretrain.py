@@ -113,7 +113,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
         feat_dim = feature_dim(features, data)
 
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer))
+        model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer), cfg.random_init)
         if cfg.dropout is not None:
             set_dropout(model, cfg.dropout)
         torch.manual_seed(cfg.seed * 1000 + 1 + dist.rank)

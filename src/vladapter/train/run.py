@@ -79,7 +79,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str 
         n_vis = n_visual_tokens(features, cfg.tasks)
 
         torch.manual_seed(cfg.seed)  # identical initialisation on every rank and every resume
-        model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer))
+        model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer), cfg.random_init)
         petl.apply(model, cfg.method, tasks=list(cfg.tasks), **cfg.method_overrides)
         if cfg.dropout is not None:
             set_dropout(model, cfg.dropout)
