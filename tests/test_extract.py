@@ -68,14 +68,11 @@ def test_preprocessing_follows_the_model_size(clip_dir):
     assert backbone_name("open_clip:RN101@openai") == "RN101"
 
 
-def test_missing_backbone_and_optional_open_clip_errors(tmp_path):
+def test_missing_backbone_errors(tmp_path):
     with pytest.raises(ConfigError, match="train-toy-clip"):
         load_backbone(str(tmp_path / "models" / "nothing"))
-    try:
-        import open_clip  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="open_clip_torch"):
-            load_backbone("open_clip:RN101")
+    with pytest.raises(ConfigError, match="RN101.safetensors"):
+        load_backbone(f"open_clip:RN101@{tmp_path / 'RN101.safetensors'}")
 
 
 def test_image_features_layout_and_values(tmp_path, clip_dir):

@@ -7,9 +7,12 @@
   projected image embedding (``image_embeds``);
 - a toy ResNet CLIP folder (``toy_clip.json`` inside; ``vladapter train-toy-clip --vision resnet``):
   grid = its last conv map (8x8 for 64 px), pooled = its attention pooling;
-- ``open_clip:RN101`` (any open_clip model name, ``open_clip:RN101@openai`` to name the
-  weights): grid = the last conv map before attention pooling (7x7x2048 for RN101 at 224),
-  pooled = the attention-pooled embedding. Needs the optional ``open_clip_torch`` package.
+- ``open_clip:RN101`` (open_clip's name of OpenAI's CLIP ResNets: RN50, RN101), with
+  ``@openai`` (the default: open_clip's hub copy ``timm/resnet101_clip.openai`` in the HF
+  cache), ``@/path/to/weights.safetensors`` (or a ``weights_only`` state dict, or a
+  folder) or ``@<hub id>``: the project's own CLIP ResNet (features.clip_resnet, no
+  open_clip needed); grid = the last conv map before attention pooling (7x7x2048 for
+  RN101 at 224), pooled = the attention-pooled embedding.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class VisionBackbone:
     dim: int
     pooled_dim: int
     config: dict
-    kind: str  # "hf", "toy_resnet" or "open_clip"
+    kind: str  # "hf", "toy_resnet" or "clip_resnet"
 
     @torch.inference_mode()
     def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,13 +45,7 @@ class VisionBackbone:
             out = self.module(pixel_values=pixels)
             grid = self.module.vision_model.post_layernorm(out.last_hidden_state[:, 1:])
             return grid, out.image_embeds
-        if self.kind == "toy_resnet":
-            return self.module(pixels)
-        visual = self.module
-        x = pixels.to(next(visual.parameters()).dtype)
-        x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(x)))))
-        pooled = visual.attnpool(x)
-        return x.flatten(2).transpose(1, 2), pooled
+        return self.module(pixels)  # toy_resnet, clip_resnet: (grid, pooled)
 
 
 def backbone_name(spec: str) -> str:
@@ -113,22 +110,13 @@ def _load_hf(spec: str, device) -> VisionBackbone:
 
 
 def _load_open_clip(spec: str, device) -> VisionBackbone:
-    try:
-        import open_clip
-    except ImportError:
-        raise ConfigError(f"backbone {spec} needs the optional open_clip package: pip install open_clip_torch "
-                          "(or use an HF CLIP ViT such as openai/clip-vit-base-patch32)") from None
+    from vladapter.features.clip_resnet import load_clip_resnet
+
     arch, _, weights = spec.split(":", 1)[1].partition("@")
-    model = open_clip.create_model(arch, pretrained=weights or "openai")
-    visual = model.visual.eval().requires_grad_(False).to(device)
-    if not all(hasattr(visual, a) for a in ("stem", "layer4", "attnpool")):
-        raise ConfigError(f"{spec}: grid features are implemented for open_clip ResNets (RN50, RN101, ...) only")
-    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
-    with torch.inference_mode():
-        grid, pooled = VisionBackbone(spec, visual, ClipPreprocess(size), (0, 0), 0, 0, {}, "open_clip").encode(
-            torch.zeros(1, 3, size, size, device=device))
-    side = int(round(grid.shape[1] ** 0.5))
+    model = load_clip_resnet(arch, weights or "openai").to(device)
+    cfg = model.config
     return VisionBackbone(
-        name=backbone_name(spec), module=visual, preprocess=ClipPreprocess(size), grid=(side, side),
-        dim=grid.shape[-1], pooled_dim=pooled.shape[-1],
-        config={"source": spec, "architecture": arch, "pretrained": weights or "openai"}, kind="open_clip")
+        name=backbone_name(spec), module=model, preprocess=ClipPreprocess(cfg.image_size), grid=(cfg.grid, cfg.grid),
+        dim=cfg.grid_dim, pooled_dim=cfg.output_dim,
+        config={"source": spec, "architecture": arch, "weights": weights or "openai", **cfg.to_dict()},
+        kind="clip_resnet")

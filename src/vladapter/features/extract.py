@@ -211,7 +211,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "else data/raw/<source>/images)")
     parser.add_argument("--backbone", default="models/toyclip-resnet",
                         help="HF CLIP checkpoint or folder (openai/clip-vit-base-patch32, models/toyclip-resnet), or "
-                             "open_clip:RN101 (optional open_clip package) (default: models/toyclip-resnet)")
+                             "open_clip:RN101[@weights file, folder or hub id] (default: models/toyclip-resnet)")
     parser.add_argument("--output", type=Path,
                         help="feature HDF5 (default: data/features/<source>.<backbone name>.h5)")
     parser.add_argument("--batch-size", type=int, default=64, help="images/frames per forward pass (default: 64)")
