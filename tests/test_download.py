@@ -152,3 +152,19 @@ def test_registry_covers_every_dataset():
     for files in REGISTRY.values():
         for f in files:
             assert f.url.startswith("http") and f.name and (f.sha256 is None or len(f.sha256) == 64)
+
+
+def test_every_registry_entry_is_pinned_or_listed_unpinned_with_a_reason(repo):
+    import re
+
+    text = (repo / "docs" / "data.md").read_text()
+    table = text.split("### Pinned and unpinned downloads", 1)[1]
+    listed = {(m.group(1), m.group(2)): m.group(3).strip()
+              for m in re.finditer(r"^\| (\w+) \| `([^`]+)` \| ([^|]*) \|$", table, re.M)}
+    unpinned = {(d, f.name) for d, files in REGISTRY.items() for f in files if not f.sha256}
+    assert unpinned == set(listed), "docs/data.md's unpinned table and the registry disagree"
+    assert all(listed.values()), "every unpinned file needs a reason"
+    pinned = {(d, f.name): f for d, files in REGISTRY.items() for f in files if f.sha256}
+    assert pinned[("coco", "train2014.zip")].size == 13_510_573_713
+    assert all(f.size for f in pinned.values())
+    assert all("/master/" not in f.url for f in REGISTRY["nlvr2"])

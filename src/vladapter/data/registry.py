@@ -1,8 +1,10 @@
 """Where the real datasets' files come from: URL, size and sha256 (None = not known to us).
 
-Sizes marked known were read from the files themselves (see tests/fixtures/real/*/SOURCE.txt)
-or their servers; no sha256 is known for any of them yet: `vladapter download` prints the
-sha256 of every file it fetches without one, so it can be pinned here. Archives list the
+Sizes and sha256 are pinned where public values exist (COCO's and Karpathy's zips: the
+values tensorflow/datasets verifies; NLVR2's statements at a fixed commit of lil-lab/nlvr).
+Every other file is listed in docs/data.md ("Unpinned downloads") with the reason;
+`vladapter download` prints the sha256 of every file it fetches without one, so it can be
+pinned here (tests/test_download.py keeps the two lists in step). Archives list the
 members to extract (member -> path under data/raw/<dataset>/; "*" -> every member under
 that folder). Videos of TVQA/TVC (TV shows) and How2QA/YouCook2 (YouTube) and the NLVR2
 images cannot be fetched by URL: `NOTES` says how to get them.
@@ -27,13 +29,18 @@ class RemoteFile:
 
 
 GH = "https://raw.githubusercontent.com"
+# lil-lab/nlvr: a fixed commit, so the pinned checksums stay true when master moves
+NLVR_COMMIT = "18924841aa96d519cfb8584f0945350f07a6d860"
 
 REGISTRY: dict[str, list[RemoteFile]] = {
     "coco": [
         RemoteFile("caption_datasets.zip", "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",
+                   size=36_745_453, sha256="4cfd70132527b80933105e5829dc9034eaab9573482e2e680abbab6130244817",
                    extract={"dataset_coco.json": "dataset_coco.json"}),
-        RemoteFile("train2014.zip", "http://images.cocodataset.org/zips/train2014.zip", extract={"*": "images"}),
-        RemoteFile("val2014.zip", "http://images.cocodataset.org/zips/val2014.zip", extract={"*": "images"}),
+        RemoteFile("train2014.zip", "http://images.cocodataset.org/zips/train2014.zip", size=13_510_573_713,
+                   sha256="ede4087e640bddba550e090eae701092534b554b42b05ac33f0300b984b31775", extract={"*": "images"}),
+        RemoteFile("val2014.zip", "http://images.cocodataset.org/zips/val2014.zip", size=6_645_013_297,
+                   sha256="fe9be816052049c34717e077d9e34aa60814a55679f804cd043e3cbee3b9fde0", extract={"*": "images"}),
     ],
     "vqav2": [
         RemoteFile("v2_Questions_Train_mscoco.zip",
@@ -56,9 +63,11 @@ REGISTRY: dict[str, list[RemoteFile]] = {
         RemoteFile("images.zip", "https://downloads.cs.stanford.edu/nlp/data/gqa/images.zip", extract={"*": ""}),
     ],
     "nlvr2": [
-        RemoteFile("train.json", f"{GH}/lil-lab/nlvr/master/nlvr2/data/train.json"),
-        RemoteFile("dev.json", f"{GH}/lil-lab/nlvr/master/nlvr2/data/dev.json", size=3_762_423),
-        RemoteFile("test1.json", f"{GH}/lil-lab/nlvr/master/nlvr2/data/test1.json", size=3_780_579),
+        RemoteFile("train.json", f"{GH}/lil-lab/nlvr/{NLVR_COMMIT}/nlvr2/data/train.json"),
+        RemoteFile("dev.json", f"{GH}/lil-lab/nlvr/{NLVR_COMMIT}/nlvr2/data/dev.json", size=3_762_423,
+                   sha256="7c44bc7831c0e060ae7d31807c91cc0c9791322363d8d86828fb44a77f09ae88"),
+        RemoteFile("test1.json", f"{GH}/lil-lab/nlvr/{NLVR_COMMIT}/nlvr2/data/test1.json", size=3_780_579,
+                   sha256="f49a6c512d6868f8faf3b3bbe1a816bf5e8643f13c1bf26e527a21b84e27e2ec"),
     ],
     "tvqa": [
         RemoteFile("tvqa_qa_release.tar.gz", "https://tvqa.cs.unc.edu/files/tvqa_qa_release.tar.gz",
