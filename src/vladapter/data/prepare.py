@@ -19,9 +19,10 @@ from vladapter.data.readers import DATASETS, SPLITS, Problems, read_dataset
 from vladapter.utils.io import write_json, write_jsonl
 
 
-def prepare(dataset: str, raw: str | Path = "data/raw", out: str | Path = "data/prepared",
+def prepare(dataset: str, raw="data/raw", out: str | Path = "data/prepared",
             on_error: str = "raise", check_media: bool = True) -> dict:
-    """Write the prepared splits and summary of ``dataset``; return the summary."""
+    """Write the prepared splits and summary of ``dataset``; return the summary. ``raw`` is
+    the raw root, or a RawLayout naming the user's own folders per dataset."""
     problems = Problems(on_error)
     splits = read_dataset(dataset, raw, problems, check_media=check_media)
     target = Path(out) / dataset
@@ -39,6 +40,9 @@ def prepare(dataset: str, raw: str | Path = "data/raw", out: str | Path = "data/
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, choices=DATASETS, help="dataset to prepare")
     parser.add_argument("--raw", default="data/raw", help="root of the raw layout (default: data/raw)")
+    parser.add_argument("--path", action="append", metavar="DATASET=FOLDER",
+                        help="a dataset's raw folder elsewhere than <raw>/<dataset> (repeatable): read where it "
+                             "lies, never modified")
     parser.add_argument("--out", default="data/prepared", help="output root (default: data/prepared)")
     parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                         help="bad record or missing media: stop with an error (default) or skip and count it")
@@ -47,7 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = prepare(args.dataset, args.raw, args.out, args.on_error, args.check_media)
+    from vladapter.data.layout import RawLayout, parse_paths
+
+    raw = RawLayout(args.raw, parse_paths(args.path))
+    s = prepare(args.dataset, raw, args.out, args.on_error, args.check_media)
     counts = " ".join(f"{k}={v}" for k, v in s["counts"].items())
     print(f"{args.dataset}: {counts} -> {Path(args.out) / args.dataset}")
     if s["skipped"]:

@@ -44,16 +44,19 @@ def _functions(name: str) -> tuple[Callable, Callable]:
     return getattr(mod, read), getattr(mod, media)
 
 
-def read_dataset(name: str, raw: str | Path, problems: Problems | None = None,
+def read_dataset(name: str, raw, problems: Problems | None = None,
                  check_media: bool = False) -> dict[str, list[Record]]:
-    """{train, val, test: [Record]} of dataset ``name`` under the raw root ``raw``.
+    """{train, val, test: [Record]} of dataset ``name`` under the raw root ``raw`` (a folder,
+    or a :class:`vladapter.data.layout.RawLayout` with per-dataset folders).
 
     ``check_media``: also require every image / video a record refers to (a missing one
     is a bad record: DataError, or a counted skip under ``Problems("skip")``).
     """
+    from vladapter.data.layout import as_layout
+
     read, media = _functions(name)
     problems = problems or Problems()
-    raw = Path(raw)
+    raw = as_layout(raw)  # a root folder, or a RawLayout naming the user's own folders
     splits = read(raw, problems)
     if check_media:
         seen: dict[Path, bool] = {}

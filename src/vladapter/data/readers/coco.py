@@ -98,4 +98,6 @@ def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
 
 
 def media(raw: Path, record: Record) -> list[Path]:
-    return [raw / "coco" / "images" / record.meta["file"]]
+    from vladapter.data.layout import images_dir
+
+    return [images_dir(raw / "coco") / record.meta["file"]]

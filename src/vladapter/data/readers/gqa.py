@@ -45,4 +45,6 @@ def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
 
 
 def media(raw: Path, record: Record) -> list[Path]:
-    return [raw / "gqa" / "images" / f"{record.images[0]}.jpg"]
+    from vladapter.data.layout import images_dir
+
+    return [images_dir(raw / "gqa") / f"{record.images[0]}.jpg"]

@@ -1,7 +1,9 @@
 """NLVR2: {train,dev,test1}.json, JSON lines {identifier, sentence, label "True"/"False", ...}.
 
 identifier = "{split}-{set}-{pair}-{sentence}"; the pair's images are
-"{split}-{set}-{pair}-img0" / "-img1" (the feature ids). Consistency groups the pairs of
+"{split}-{set}-{pair}-img0" / "-img1" (the feature ids). The image archives unpack to
+images/{dev,test1}/<id>.png and, for train, to the nested images/train/{0..99}/<id>.png,
+the sub-folder named by the statement's "directory" field; a flat images/train/ works too. Consistency groups the pairs of
 one sentence: group = "{split}-{set}-{sentence}". Prepared splits: train, val (dev),
 test (test1 = test-P).
 """
@@ -38,7 +40,9 @@ def read_file(path: Path, problems: Problems, split: str) -> list[Record]:
         out.append(Record(uid=ident, task="nlvr", split=split, source="nlvr2",
                           images=[f"{pair}-img0", f"{pair}-img1"], text=sentence,
                           targets={LABELS[label]: 1.0}, references=[LABELS[label]],
-                          group=f"{parts[0]}-{parts[1]}-{parts[3]}", meta={"raw_split": parts[0]}))
+                          group=f"{parts[0]}-{parts[1]}-{parts[3]}",
+                          meta={"raw_split": parts[0], **({"directory": str(obj["directory"])}
+                                                          if obj.get("directory") is not None else {})}))
     return out
 
 
@@ -49,5 +53,12 @@ def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
 
 
 def media(raw: Path, record: Record) -> list[Path]:
-    sub = record.meta["raw_split"]
-    return [raw / "nlvr2" / "images" / sub / f"{img}.png" for img in record.images]
+    from vladapter.data.layout import images_dir
+
+    folder = images_dir(raw / "nlvr2") / record.meta["raw_split"]
+    nested = record.meta.get("directory")
+    paths = []
+    for img in record.images:
+        flat = folder / f"{img}.png"
+        paths.append(folder / nested / f"{img}.png" if nested is not None and not flat.exists() else flat)
+    return paths

@@ -109,5 +109,7 @@ def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
 
 
 def media(raw: Path, record: Record) -> list[Path]:
+    from vladapter.data.layout import images_dir
+
     sub = record.images[0].split("_")[1]
-    return [raw / "coco" / "images" / sub / f"{record.images[0]}.jpg"]
+    return [images_dir(raw / "coco") / sub / f"{record.images[0]}.jpg"]
