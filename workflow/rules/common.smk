@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 
 import yaml
 from snakemake.utils import validate
@@ -66,16 +67,63 @@ def launcher(wildcards, resources):
     return f"torchrun --standalone --nproc_per_node={gpus} --no-python " if gpus > 1 else ""
 
 
-# --- paths -----------------------------------------------------------------------------
+# --- raw data: downloads, or the folders the user already has (config `data`) ---------
+# Real runs read each dataset from data.paths.<dataset>, else <data.raw_dir>/<dataset>.
+# A folder that exists is read where it lies: no rule writes it (download only produces
+# the absent ones), so the workflow never re-downloads, modifies or deletes it.
+RAW_DIR = (config.get("data") or {}).get("raw_dir", "data/raw")
+RAW_PATHS = (config.get("data") or {}).get("paths") or {}
+# the pre-training corpus (real world: built by `prepare` from these downloads, reusing
+# their features) -- COCO's captions always, VQAv2 and GQA questions when the config has them
+PRETRAIN_CORPUS = ["coco"] + [d for d in ("vqav2", "gqa") if d in IMAGE_DATASETS]
+
+
+def raw_folder(dataset):
+    return RAW_PATHS.get(dataset, f"{RAW_DIR}/{dataset}")
+
+
+for _dataset, _folder in RAW_PATHS.items():
+    if not TOY and not os.path.isdir(_folder):
+        raise ValueError(f"config data.paths.{_dataset}: folder {_folder} not found; point it at the unpacked "
+                         f"dataset, or remove the key to download it under data.raw_dir")
+# real datasets with no folder yet: the only ones the download rule may produce
+TO_DOWNLOAD = [] if TOY else [d for d in IMAGE_DATASETS + VIDEO_DATASETS + (PRETRAIN_CORPUS if PRETRAIN else [])
+                              if d not in RAW_PATHS and not os.path.isdir(raw_folder(d))]
+
 
 def raw(dataset):
-    """What marks a dataset's raw files as present: the toy world, or its download."""
-    return "data/raw/toy_stats.json" if TOY else f"data/raw/{dataset}"
+    """What marks a dataset's raw files as present: the toy world, or its folder."""
+    return "data/raw/toy_stats.json" if TOY else raw_folder(dataset)
+
+
+def raw_needs(dataset):
+    """The datasets whose raw files preparing ``dataset`` reads."""
+    if dataset == "vqav2":
+        return ["vqav2", "coco"]  # COCO's Karpathy split decides the VQAv2 splits
+    if dataset == "pretrain" and not TOY:
+        return list(PRETRAIN_CORPUS)
+    return [dataset]
 
 
 def raw_inputs(wildcards):
-    needs = [wildcards.dataset] + (["coco"] if wildcards.dataset == "vqav2" else [])
-    return sorted({raw(d) for d in needs})
+    return sorted({raw(d) for d in raw_needs(wildcards.dataset)})
+
+
+def raw_args(wildcards):
+    """--raw and one --path per dataset folder `prepare` reads (quoted for the shell)."""
+    args = ["--raw", RAW_DIR]
+    for d in raw_needs(wildcards.dataset):
+        if d in RAW_PATHS:
+            args += ["--path", f"{d}={RAW_PATHS[d]}"]
+    return " ".join(map(shlex.quote, args))
+
+
+def images_folder(source):
+    """A real source's images: <folder>/images (downloads), or the folder itself when the
+    user unpacked the archives there (COCO's train2014/, val2014/)."""
+    folder = raw_folder(source)
+    inner = f"{folder}/images"
+    return inner if os.path.isdir(inner) or not os.path.isdir(folder) else folder
 
 
 def prepared(dataset, splits=SPLITS):
@@ -88,6 +136,14 @@ def modality_of(source):
 
 def features(source):
     return f"data/features/{source}.{X.name_key(config['backbone'][modality_of(source)])}.h5"
+
+
+def feature_sources(dataset):
+    """The feature sources a dataset's records refer to: the real pre-training corpus
+    reuses COCO's (and GQA's) features rather than extracting its images again."""
+    if dataset == "pretrain" and not TOY:
+        return [X.FEATURE_SOURCE[d] for d in PRETRAIN_CORPUS if X.FEATURE_SOURCE[d] != "coco"] + ["coco"]
+    return [X.FEATURE_SOURCE[dataset]]
 
 
 def datasets_of(modality):
@@ -103,7 +159,7 @@ def sources(modality=None):
     names = []
     for d in all_datasets():
         if modality in (None, "video" if d in VIDEO_DATASETS else "image"):
-            names.append(X.FEATURE_SOURCE[d])
+            names += feature_sources(d)
     return list(dict.fromkeys(names))
 
 
@@ -149,14 +205,16 @@ def extract_inputs(wildcards):
 
 
 def extract_source(wildcards, input):
-    return input.frames if "frames" in input.keys() else f"data/raw/{wildcards.source}/images"
+    if "frames" in input.keys():
+        return input.frames
+    return f"data/raw/{wildcards.source}/images" if TOY else images_folder(wildcards.source)
 
 
 def model_inputs(datasets):
     """Prepared records, features and tokenizer that training on ``datasets`` reads."""
     inputs = {
         "records": [p for d in datasets for p in prepared(d, ["train", "val"])],
-        "features": sorted({features(X.FEATURE_SOURCE[d]) for d in datasets}),
+        "features": sorted({features(s) for d in datasets for s in feature_sources(d)}),
     }
     if tokenizer() == "models/tokenizer":
         inputs["tokenizer"] = "models/tokenizer"

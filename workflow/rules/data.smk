@@ -21,9 +21,19 @@ rule toyworld:
         " --workers {threads} > {log} 2>&1"
 
 
+# Only datasets without a folder (TO_DOWNLOAD): a folder the user has is never an output.
+# Local: cluster compute nodes often have no internet.
+localrules:
+    download,
+
+
 rule download:
     output:
-        directory("data/raw/{dataset}"),
+        directory(f"{RAW_DIR}/{{dataset}}"),
+    wildcard_constraints:
+        dataset=_alternatives(TO_DOWNLOAD),
+    params:
+        raw_dir=RAW_DIR,
     log:
         "logs/download/{dataset}.log",
     benchmark:
@@ -34,7 +44,7 @@ rule download:
     conda:
         ENV
     shell:
-        "vladapter download {wildcards.dataset} --out data/raw > {log} 2>&1"
+        "vladapter download {wildcards.dataset} --out {params.raw_dir:q} > {log} 2>&1"
 
 
 rule prepare:
@@ -43,6 +53,8 @@ rule prepare:
     output:
         prepared("{dataset}"),
         summary="data/prepared/{dataset}/summary.json",
+    params:
+        raw=raw_args,
     log:
         "logs/prepare/{dataset}.log",
     benchmark:
@@ -53,7 +65,7 @@ rule prepare:
     conda:
         ENV
     shell:
-        "vladapter prepare --dataset {wildcards.dataset} --raw data/raw --out data/prepared"
+        "vladapter prepare --dataset {wildcards.dataset} {params.raw} --out data/prepared"
         " > {log} 2>&1"
 
 
