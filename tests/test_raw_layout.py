@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from published_raw import tree_state, write_published_raw
-from vladapter.data.layout import RawLayout
 from vladapter.data.prepare import prepare
 from vladapter.data.readers import read_dataset
 
@@ -24,6 +23,8 @@ def user_data(tmp_path_factory):
 
 
 def _layout(user_data, tmp_path):
+    from vladapter.data.layout import RawLayout
+
     return RawLayout(tmp_path / "raw", {d: user_data / d for d in ("coco", "vqav2", "gqa", "nlvr2")})
 
 
@@ -64,3 +65,39 @@ def test_prepare_cli_takes_per_dataset_folders(user_data, tmp_path):
     bad = subprocess.run(args[:-4] + ["--path", "nlvr2", "--out", str(tmp_path / "p2")], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "DATASET=FOLDER" in bad.stderr
+
+
+def test_prepare_reads_published_layouts_under_a_plain_root(user_data, tmp_path):
+    """The raw root as the downloads lay it out: NLVR2 nested train images, COCO unpacked
+    in place, and the pre-training split built from the downloads (no pretrain/ folder)."""
+    assert prepare("nlvr2", user_data, tmp_path / "prepared")["counts"]["train"] == 3
+    assert prepare("pretrain", user_data, tmp_path / "prepared")["counts"]["train"] == 11
+
+
+def _plan(repo, tmp_path, data: dict) -> str:
+    import yaml
+
+    config = yaml.safe_load((repo / "config" / "paper-image.yaml").read_text())
+    config["data"] = data
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "work").mkdir(exist_ok=True)
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory",
+                           str(tmp_path / "work"), "--configfile", str(tmp_path / "config.yaml"), "-n", "-p",
+                           "--cores", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_paper_dry_run_downloads_only_what_is_absent(user_data, tmp_path, repo):
+    before = tree_state(user_data)
+    plan = _plan(repo, tmp_path, {"raw_dir": str(user_data), "paths": {}})
+    assert "vladapter download" not in plan  # everything is there
+    assert plan.count("vladapter extract-features") == 3  # coco, gqa, nlvr2: pre-training reuses them
+    assert "--source pretrain" not in plan and "vladapter pretrain" in plan
+    # only NLVR2 named elsewhere, the rest absent under an empty raw_dir: those are downloaded there
+    plan = _plan(repo, tmp_path, {"raw_dir": str(tmp_path / "raw"), "paths": {"nlvr2": str(user_data / "nlvr2")}})
+    downloads = {line.split("vladapter download ")[1].split()[0] for line in plan.splitlines()
+                 if "vladapter download " in line}
+    assert downloads == {"coco", "vqav2", "gqa"}
+    assert f"--path nlvr2={user_data / 'nlvr2'}" in plan
+    assert tree_state(user_data) == before
