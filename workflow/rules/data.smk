@@ -33,7 +33,7 @@ rule download:
     wildcard_constraints:
         dataset=_alternatives(TO_DOWNLOAD),
     params:
-        raw_dir=RAW_DIR,
+        raw_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         "logs/download/{dataset}.log",
     benchmark:
