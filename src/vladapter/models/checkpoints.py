@@ -83,7 +83,8 @@ def find_checkpoint(name: str, marker: str = CONFIG_FILE, required: bool = True)
         return None
     raise ConfigError(
         f"checkpoint {name!r} not found offline: no folder {path}/{marker}, and no {marker} in the HF cache at "
-        + ", ".join(tried) + ". Download it where the network is reachable (huggingface-cli download "
+        + ", ".join(tried) + ". Its files must be in the HF cache or a local folder: download it where the "
+        "network is reachable (huggingface-cli download "
         f"{spellings(name)[-1] if '/' in spellings(name)[-1] else name}) and copy the cache (or set HF_HOME), "
         "or name a local folder")
 
