@@ -95,7 +95,8 @@ NOTES: dict[str, str] = {
     "vqav2": "Questions and annotations; the images are COCO's (`vladapter download coco`).",
     "gqa": "Balanced questions (v1.2) and the GQA images (~20 GB).",
     "nlvr2": "Statements only: the images are distributed on request (https://lil.nlp.cornell.edu/nlvr/); "
-             "put them at data/raw/nlvr2/images/{train,dev,test1}/.",
+             "unpack them to <raw_dir>/nlvr2/images/{train,dev,test1}/ (train's nested <directory>/ sub-folders "
+             "as released), or point config data.paths.nlvr2 at your folder.",
     "tvqa": "QA files (after accepting the TVQA download agreement). Videos/frames come with the agreement; "
             "subtitles: the VALUE release's subtitle jsonl as data/raw/tvqa/tvqa_subtitles.jsonl.",
     "how2qa": "CSV files. Videos are YouTube clips (HERO/VALUE release); subtitles: how2qa_subtitles.jsonl.",
