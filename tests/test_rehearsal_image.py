@@ -3,7 +3,8 @@
 Real Snakemake on the paper's image-text config with only its scale overridden (a few
 records per split in the published layouts, 2 steps per run, 3 methods): VL-BART and
 VL-T5 at bart-base / t5-base size and CLIP RN101, real architectures with random weights
-in a temporary HF cache, offline. The data lies in the user's own folder, found through
+in a temporary HF cache, offline; bart-base is named by a checkpoint folder, as a user
+with a folder of checkpoints would, t5-base by its legacy hub name. The data lies in the user's own folder, found through
 ``data.raw_dir``; nothing is downloaded and the folder is left as it was. The run goes
 through the pre-training split, RN101 grid extraction, VL pre-training, training,
 evaluation and the report.
@@ -29,9 +30,11 @@ METHODS = ["single_adapter", "single_lora"]
 COMPARE = ["single_adapter"]  # -nopt: from plain bart-base / t5-base
 
 
-def scaled_down(config: dict, raw_dir: Path) -> dict:
-    """paper-image.yaml with only its scale changed (and where the data is)."""
+def scaled_down(config: dict, raw_dir: Path, checkpoints: dict[str, Path]) -> dict:
+    """paper-image.yaml with only its scale changed, and where the data and checkpoints are
+    (an LM of the config named by a local folder instead: ``checkpoints``)."""
     config["data"] = {"raw_dir": str(raw_dir), "paths": {}}
+    config["lms"] = [str(checkpoints.get(lm, lm)) for lm in config["lms"]]
     config["features"].update(batch_size=4)
     config["methods"]["image"] = METHODS
     config["pretrain"].update(compare=COMPARE, steps=2, batch_size=2, num_workers=0, checkpoint_every=0)
@@ -48,7 +51,14 @@ def scaled_down(config: dict, raw_dir: Path) -> dict:
 def test_paper_image_rehearsal_on_both_lms(stand_in_hf_home, tmp_path):
     raw_dir = write_published_raw(tmp_path / "datasets", per_split=2)
     before = tree_state(raw_dir)
-    config = scaled_down(yaml.safe_load((REPO / "config" / "paper-image.yaml").read_text()), raw_dir)
+    # as a new user would: bart-base from a folder of checkpoints, t5-base by name from the HF
+    # cache (which holds it as google-t5/t5-base only)
+    folder = tmp_path / "checkpoints" / "bart-base"
+    folder.parent.mkdir()
+    folder.symlink_to(stand_ins.snapshot(stand_in_hf_home, stand_ins.BART), target_is_directory=True)
+    config = scaled_down(yaml.safe_load((REPO / "config" / "paper-image.yaml").read_text()), raw_dir,
+                         {stand_ins.BART: folder})
+    assert config["lms"] == [str(folder), "t5-base"]
     (tmp_path / "rehearsal.yaml").write_text(yaml.safe_dump(config))
     work = tmp_path / "work"
     work.mkdir()
