@@ -5,13 +5,17 @@ import os
 import re
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vladapter import experiments as X
+from vladapter.config_schema import config_problems
 from vladapter.utils.io import write_text
 
 
 # Before any job: a wrong key or value stops here with a message naming it.
+if problems := config_problems(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles):
+    raise WorkflowError(problems)
 validate(config, "../schemas/config.schema.yaml")
 
 TOY = config["world"]["kind"] == "toy"

@@ -181,11 +181,21 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
                 start = 0
                 for i, crops, extra in good:
                     n = len(crops)
-                    if images is not None:
-                        writer.add(todo[i], grid[start], extra={"pooled": pooled[start]})
-                    else:
-                        writer.add(todo[i], pooled[start:start + n], attrs={"timestamps": extra})
+                    item = (grid[start], pooled[start]) if images is not None else (pooled[start:start + n],)
                     start += n
+                    if not all(np.isfinite(a).all() for a in item):
+                        # a NaN/inf feature would be scored silently as a wrong answer later
+                        where = images[todo[i]] if images is not None else frames
+                        message = "the backbone gave NaN or infinite features"
+                        if on_error == "raise":
+                            raise DataError(message, path=where, record=todo[i],
+                                            fix="check the backbone checkpoint (and the image), or pass --on-error skip")
+                        report.skipped.append((f"{where} ({todo[i]})", message))
+                        continue
+                    if images is not None:
+                        writer.add(todo[i], item[0], extra={"pooled": item[1]})
+                    else:
+                        writer.add(todo[i], item[0], attrs={"timestamps": extra})
                     report.written += 1
             bar.update(len(batch))
     except BaseException:

@@ -55,6 +55,14 @@ def adaptive_max_pool_2d(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
         return F.adaptive_max_pool2d(t, (out_h, out_w))[0].permute(1, 2, 0).contiguous().numpy()
 
 
+REEXTRACT = "delete the file and rerun `vladapter extract-features` (or the workflow) to extract it again"
+
+
+def _h5_reason(e: OSError) -> str:
+    """The useful part of an h5py error message (HDF5 appends its internal call chain)."""
+    return str(e).split(" (", 1)[0].rstrip(".") or type(e).__name__
+
+
 class FeatureStore:
     """Read features by id from ``path`` (a file written by ``vladapter extract-features``)."""
 
@@ -66,9 +74,13 @@ class FeatureStore:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         f = self._h5()
-        self.kind = str(f.attrs["kind"])
-        self.dim = int(f.attrs["dim"])
-        self.backbone = str(f.attrs["backbone"])
+        try:
+            self.kind = str(f.attrs["kind"])
+            self.dim = int(f.attrs["dim"])
+            self.backbone = str(f.attrs["backbone"])
+        except KeyError as e:
+            raise DataError(f"not a feature file of `vladapter extract-features` (no attribute {e})", path=self.path,
+                            fix=REEXTRACT) from None
         if self.kind == "grid":
             self.grid = tuple(int(v) for v in f.attrs["grid"])
             side = math.isqrt(self.n_tokens)
@@ -81,7 +93,11 @@ class FeatureStore:
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             # a handle inherited through fork belongs to the parent: open our own
-            self._file = h5py.File(self.path, "r")
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as e:  # truncated, corrupt, or not HDF5 at all
+                raise DataError(f"cannot read the feature file ({_h5_reason(e)})", path=self.path,
+                                fix=REEXTRACT) from None
             self._pid = os.getpid()
         return self._file
 
@@ -125,7 +141,15 @@ class FeatureStore:
             raise DataError(f"no features for id {id_!r}", path=self.path, record=id_,
                             fix="re-run extract-features for this source (is the record's source right?)") from None
         out = np.empty(dsid.shape, dsid.dtype)
-        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        try:
+            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        except OSError as e:  # the file ends before this id's data
+            raise DataError(f"cannot read the features of id {id_!r} ({_h5_reason(e)})", path=self.path,
+                            record=id_, fix=REEXTRACT) from None
+        if not np.isfinite(out).all():
+            # a NaN scores silently as a wrong answer: refuse it where it enters
+            raise DataError(f"the features of id {id_!r} hold NaN or infinite values", path=self.path, record=id_,
+                            fix=REEXTRACT)
         return out, dsid
 
     def pooled(self, id_: str) -> np.ndarray:
