@@ -217,11 +217,12 @@ def tokenizer_arg(wildcards, input):
 
 
 def data_args(modality):
-    """Where training reads records and features, and their shape (config `features`)."""
+    """Where training reads records and features, and their shape (config `features`), as
+    an argument list (the shell command quotes each: `{params.data:q}`)."""
     f = config["features"]
-    return (f"--prepared data/prepared --features data/features"
-            f" --backbone {X.name_key(config['backbone'][modality])}"
-            f" --n-image-tokens {f['n_image_tokens']} --n-video-frames {f['n_video_frames']}")
+    return ["--prepared", "data/prepared", "--features", "data/features",
+            "--backbone", X.name_key(config["backbone"][modality]),
+            "--n-image-tokens", f["n_image_tokens"], "--n-video-frames", f["n_video_frames"]]
 
 
 def device():

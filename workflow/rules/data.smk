@@ -17,7 +17,7 @@ rule toyworld:
     conda:
         ENV
     shell:
-        "vladapter toyworld --out data/raw --scale {params.scale} --seed {params.seed}"
+        "vladapter toyworld --out data/raw --scale {params.scale:q} --seed {params.seed:q}"
         " --workers {threads} > {log} 2>&1"
 
 
@@ -77,5 +77,5 @@ rule sample_frames:
         ENV
     shell:
         "vladapter sample-frames --dataset {wildcards.dataset} --videos data/raw/{wildcards.dataset}/videos"
-        " --output {output} --{params.mode} {params.value} --size {params.size} --workers {threads}"
+        " --output {output:q} --{params.mode:q} {params.value:q} --size {params.size:q} --workers {threads}"
         " > {log} 2>&1"
