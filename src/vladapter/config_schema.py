@@ -20,6 +20,15 @@ from vladapter.errors import ConfigError
 YAML_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
 
+def yaml_problem(path: str | Path) -> str | None:
+    """What makes ``path`` unreadable as YAML (file, line, column, the fix), or None."""
+    try:
+        load_yaml(path)
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
 def load_yaml(path: str | Path) -> Any:
     """The parsed YAML file; a syntax error is a ConfigError naming the file, line and column."""
     path = Path(path)
@@ -27,9 +36,9 @@ def load_yaml(path: str | Path) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {e.problem or e.context}\n"
-                          f"  fix: correct the YAML syntax there (indentation, a missing ':' or closing bracket)") from None
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {e.problem or e.context}\n"
+                          "  fix: correct the YAML there (indentation, a missing ':' or closing bracket)") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML ({e})\n  fix: save it as UTF-8 YAML") from None
 

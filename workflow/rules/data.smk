@@ -18,7 +18,7 @@ rule toyworld:
         ENV
     shell:
         "vladapter toyworld --out data/raw --scale {params.scale:q} --seed {params.seed:q}"
-        " --workers {threads} > {log} 2>&1"
+        " --workers {threads} > {log:q} 2>&1"
 
 
 rule download:
@@ -34,7 +34,7 @@ rule download:
     conda:
         ENV
     shell:
-        "vladapter download {wildcards.dataset} --out data/raw > {log} 2>&1"
+        "vladapter download {wildcards.dataset} --out data/raw > {log:q} 2>&1"
 
 
 rule prepare:
@@ -54,7 +54,7 @@ rule prepare:
         ENV
     shell:
         "vladapter prepare --dataset {wildcards.dataset} --raw data/raw --out data/prepared"
-        " > {log} 2>&1"
+        " > {log:q} 2>&1"
 
 
 rule sample_frames:
@@ -78,4 +78,4 @@ rule sample_frames:
     shell:
         "vladapter sample-frames --dataset {wildcards.dataset} --videos data/raw/{wildcards.dataset}/videos"
         " --output {output:q} --{params.mode:q} {params.value:q} --size {params.size:q} --workers {threads}"
-        " > {log} 2>&1"
+        " > {log:q} 2>&1"

@@ -22,7 +22,7 @@ rule train_toy_clip:
         ENV
     shell:
         "vladapter train-toy-clip --captions data/raw/pretrain/dataset_pretrain.json --vision {params.vision:q}"
-        " --output {output:q} --steps {params.steps:q} --threads {threads} > {log} 2>&1"
+        " --output {output:q} --steps {params.steps:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule extract_features:
@@ -49,7 +49,7 @@ rule extract_features:
     shell:
         "vladapter extract-features --source {wildcards.source} --input {params.input:q}"
         " --backbone {params.backbone:q} --output {output:q} --batch-size {params.batch_size:q}"
-        " --device {params.device:q} --workers {threads} --threads {threads} > {log} 2>&1"
+        " --device {params.device:q} --workers {threads} --threads {threads} > {log:q} 2>&1"
 
 
 rule probe:
@@ -72,4 +72,4 @@ rule probe:
     shell:
         "vladapter probe --features {input.features:q}"
         " --attributes data/raw/{wildcards.source}/toy_attributes.json --n-tokens {params.n_tokens:q}"
-        " --out {output:q} > {log} 2>&1"
+        " --out {output:q} > {log:q} 2>&1"

@@ -16,7 +16,7 @@ rule build_tokenizer:
     conda:
         ENV
     shell:
-        "vladapter build-tokenizer --prepared data/prepared --out {output:q} > {log} 2>&1"
+        "vladapter build-tokenizer --prepared data/prepared --out {output:q} > {log:q} 2>&1"
 
 
 rule pretrain_matching:
@@ -43,7 +43,7 @@ rule pretrain_matching:
         ENV
     shell:
         "{params.launcher}vladapter pretrain --matching --config {params.config:q} --out {output:q}"
-        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log} 2>&1"
+        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule pretrain:
@@ -72,7 +72,7 @@ rule pretrain:
         ENV
     shell:
         "{params.launcher}vladapter pretrain --config {params.config:q} --out {output:q} {params.init:q}"
-        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log} 2>&1"
+        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule pretrain_video:
@@ -101,7 +101,7 @@ rule pretrain_video:
     shell:
         "{params.launcher}vladapter pretrain --config {params.config:q} --out {output:q}"
         " --lm {params.lm:q} --tasks {params.tasks:q} --init {input.init:q}"
-        " --tokenizer {params.tokenizer:q} {params.data:q} > {log} 2>&1"
+        " --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -132,4 +132,4 @@ rule train:
     shell:
         "{params.launcher}vladapter train --config {params.config:q} --out {output:q}"
         " --lm {params.lm:q} --method {params.method:q} --tasks {params.tasks:q} {params.init:q}"
-        " --tokenizer {params.tokenizer:q} {params.data:q} > {log} 2>&1"
+        " --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"

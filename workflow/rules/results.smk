@@ -22,7 +22,7 @@ rule evaluate:
         ENV
     shell:
         "vladapter evaluate --config {params.config:q} --model {input.model:q} --out {output.metrics:q}"
-        " --predictions {output.predictions:q} --device {params.device:q} > {log} 2>&1"
+        " --predictions {output.predictions:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule majority:
@@ -46,7 +46,7 @@ rule majority:
         ENV
     shell:
         "vladapter evaluate --majority --config {params.config:q} --datasets {params.datasets:q}"
-        " --prepared data/prepared --split {params.split:q} --out {output:q} > {log} 2>&1"
+        " --prepared data/prepared --split {params.split:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -73,4 +73,4 @@ rule report:
     conda:
         ENV
     shell:
-        "vladapter report --config {params.config:q} --out results > {log} 2>&1"
+        "vladapter report --config {params.config:q} --out results > {log:q} 2>&1"

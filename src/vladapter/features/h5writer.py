@@ -119,9 +119,6 @@ class ResumableH5Writer:
         last = self._shards()[-1:] if self.parts.exists() else []
         n = int(re.search(r"(\d+)", last[0].name).group(1)) + 1 if last else 0
         shard = self.parts / f"shard-{n:06d}.h5"
-        need = sum(data.nbytes + sum(np.asarray(a).nbytes for a in extra.values())
-                   for _, data, _, extra in self._buffer)
-        _check_space(shard, need)
         # built in memory, written with plain file writes: a full disk is then an OSError
         # (atomic_path turns it into a DataError and removes the temporary file), where HDF5
         # writing to a full disk crashes the process and leaves the temporary file behind
@@ -131,6 +128,7 @@ class ResumableH5Writer:
                 _create(f, id_, data, attrs)
                 for group, array in extra.items():
                     _create(f.require_group(group), id_, np.asarray(array), {})
+        _check_space(shard, image.getbuffer().nbytes)
         with atomic_path(shard) as tmp:
             tmp.write_bytes(image.getbuffer())
         self.done.update(id_ for id_, *_ in self._buffer)
@@ -144,7 +142,7 @@ class ResumableH5Writer:
             shutil.rmtree(self.parts, ignore_errors=True)
             return len(self.done)
         sources = ([self.path] if self._keep_existing else []) + shards
-        _check_space(self.path, sum(p.stat().st_size for p in sources))
+        _check_space(self.path, sum(p.stat().st_size for p in sources) + (64 << 10))  # + HDF5's own structures
         with atomic_path(self.path, suffix=".h5.tmp") as tmp, _write_errors(self.path):
             with h5py.File(tmp, "w") as dst:
                 for key, value in self.attrs.items():
@@ -170,7 +168,7 @@ def _check_space(path: Path, need: int) -> None:
     free = shutil.disk_usage(path.parent).free
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     room = free if limit == resource.RLIM_INFINITY else min(free, limit)
-    if need + (1 << 20) > room:  # 1 MiB for HDF5's own structures
+    if need > room:
         what = f"{free / 2**20:.1f} MiB free" + ("" if room == free else f", file-size limit {limit / 2**20:.1f} MiB")
         raise DataError(f"not enough space to write {need / 2**20:.1f} MiB ({what})", path=path,
                         fix="free space on that disk (or write elsewhere) and rerun: completed ids are kept")
