@@ -146,17 +146,22 @@ class FeatureStore:
         except OSError as e:  # the file ends before this id's data
             raise DataError(f"cannot read the features of id {id_!r} ({_h5_reason(e)})", path=self.path,
                             record=id_, fix=REEXTRACT) from None
-        if not np.isfinite(out).all():
-            # a NaN scores silently as a wrong answer: refuse it where it enters
+        return out, dsid
+
+    def _finite(self, id_: str, features: np.ndarray) -> np.ndarray:
+        """``features`` (what the model gets for ``id_``) if all finite, else a DataError: a NaN
+        would be scored silently as a wrong answer. Checked after pooling, on float32 (a
+        NaN or +inf survives max-pooling; checking the float16 grid costs a read's time)."""
+        if not np.isfinite(features).all():
             raise DataError(f"the features of id {id_!r} hold NaN or infinite values", path=self.path, record=id_,
                             fix=REEXTRACT)
-        return out, dsid
+        return features
 
     def pooled(self, id_: str) -> np.ndarray:
         """Image: its pooled/projected vector; video: the mean of its frame vectors. float32 ``(D,)``."""
         if self.kind == "grid":
-            return self._read(id_, "pooled")[0].astype(np.float32)
-        return self._read(id_)[0].astype(np.float32).mean(0)
+            return self._finite(id_, self._read(id_, "pooled")[0].astype(np.float32))
+        return self._finite(id_, self._read(id_)[0].astype(np.float32).mean(0))
 
     def image(self, id_: str) -> np.ndarray:
         """Grid tokens of image ``id_`` adaptive-max-pooled to float32 ``(n_tokens, dim)``."""
@@ -164,7 +169,8 @@ class FeatureStore:
             raise ConfigError(f"{self.path} holds video frame features; use FeatureStore.video()")
         tokens = self._read(id_)[0]
         h, w = self.grid
-        return adaptive_max_pool_2d(tokens.reshape(h, w, -1), self._side, self._side).reshape(self.n_tokens, -1)
+        pooled = adaptive_max_pool_2d(tokens.reshape(h, w, -1), self._side, self._side)
+        return self._finite(id_, pooled.reshape(self.n_tokens, -1))
 
     def video(self, id_: str, span: tuple[float, float] | list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frame tokens of video ``id_`` within ``span`` = [start, end] seconds (None: all).
@@ -187,11 +193,11 @@ class FeatureStore:
         mask = np.zeros(self.n_tokens, bool)
         if len(frames) > self.n_tokens:
             mask[:] = True
-            return adaptive_max_pool_1d(frames, self.n_tokens), mask
+            return self._finite(id_, adaptive_max_pool_1d(frames, self.n_tokens)), mask
         mask[: len(frames)] = True
         out = np.zeros((self.n_tokens, frames.shape[1]), np.float32)
         out[: len(frames)] = frames
-        return out, mask
+        return self._finite(id_, out), mask
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
