@@ -184,7 +184,7 @@ def test_non_utf8_prepared_jsonl_names_file_and_line(world, tmp_path):
     (lambda r: r.pop("text"), "missing fields ['text']"),
     (lambda r: r.update(images=5), "field 'images' is a number"),
     (lambda r: r.update(targets=["yes"]), "field 'targets' is a list"),
-])
+], ids=["no-text", "images-a-number", "targets-a-list"])
 def test_malformed_prepared_record_is_refused_before_training(world, tmp_path, capsys, change, named):
     prepared = tmp_path / "prepared"
     shutil.copytree(world["prepared"], prepared)

@@ -9,6 +9,7 @@ Prepared splits: train, val, test (= test_public).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import zlib
 from pathlib import Path
@@ -30,30 +31,31 @@ def read_csv(path: Path, problems: Problems, split: str, subtitles: dict | None 
              uid_prefix: str | None = None) -> list[Record]:
     out = []
     prefix = uid_prefix or path.stem.replace("how2QA_", "").replace("_release", "")
-    # a line that is not UTF-8 reads as an empty row: rows keep their line numbers
-    for lineno, row in enumerate(csv.reader(line for _, line in text_lines(path, problems)), 1):
-        if not row:
-            continue
-        where = f"line {lineno}"
-        if len(row) != N_COLUMNS:
-            problems.bad(f"{len(row)} columns, expected {N_COLUMNS} (video_id, [start:end], 3 wrong answers, "
-                         "question, answer)", path, where, "quote fields that contain commas, or remove the line")
-            continue
-        video_id, ts, w1, w2, w3, question, answer = (x.strip() for x in row)
-        try:
-            if not (ts.startswith("[") and ts.endswith("]")):
-                raise ValueError(f"span {ts!r} is not [start:end]")
-            span = parse_span(ts[1:-1].split(":"))
-        except (TypeError, ValueError) as e:
-            problems.bad(str(e), path, where, "write the span as [start:end] in seconds")
-            continue
-        idx = answer_position(video_id, ts, question)
-        choices = [w1, w2, w3]
-        choices.insert(idx, answer)
-        subs = (subtitles or {}).get(video_id, [])
-        out.append(Record(uid=f"{prefix}-{lineno}", task="how2qa", split=split, source="how2qa", video=video_id,
-                          span=span, text=question, context=subtitle_context(subs, span),
-                          targets={answer: 1.0}, references=[answer], choices=choices, answer_idx=idx))
+    # a line that is not UTF-8 reads as an empty row (reported to problems): rows keep their numbers
+    with contextlib.closing(text_lines(path, problems)) as lines:
+        for lineno, row in enumerate(csv.reader(line for _, line in lines), 1):
+            if not row:
+                continue
+            where = f"line {lineno}"
+            if len(row) != N_COLUMNS:
+                problems.bad(f"{len(row)} columns, expected {N_COLUMNS} (video_id, [start:end], 3 wrong answers, "
+                             "question, answer)", path, where, "quote fields that contain commas, or remove the line")
+                continue
+            video_id, ts, w1, w2, w3, question, answer = (x.strip() for x in row)
+            try:
+                if not (ts.startswith("[") and ts.endswith("]")):
+                    raise ValueError(f"span {ts!r} is not [start:end]")
+                span = parse_span(ts[1:-1].split(":"))
+            except (TypeError, ValueError) as e:
+                problems.bad(str(e), path, where, "write the span as [start:end] in seconds")
+                continue
+            idx = answer_position(video_id, ts, question)
+            choices = [w1, w2, w3]
+            choices.insert(idx, answer)
+            subs = (subtitles or {}).get(video_id, [])
+            out.append(Record(uid=f"{prefix}-{lineno}", task="how2qa", split=split, source="how2qa", video=video_id,
+                              span=span, text=question, context=subtitle_context(subs, span),
+                              targets={answer: 1.0}, references=[answer], choices=choices, answer_idx=idx))
     return out
 
 
