@@ -46,7 +46,7 @@ def load_yaml(path: str | Path) -> Any:
 def config_problems(config: dict, schema_path: str | Path, config_files: Iterable[str | Path] = ()) -> str | None:
     """What is wrong with ``config`` by the schema, as a message naming the config file(s), each
     wrong key and the fix; None when it is valid. (The workflow raises it as a WorkflowError,
-    which Snakemake prints without a traceback; `check_config` raises it as a ConfigError.)
+    which Snakemake prints without a traceback.)
 
     Strings given where the schema wants a number or boolean (nested ``--config`` values)
     are converted in place first. Defaults are not filled in (``snakemake.utils.validate``
@@ -70,13 +70,6 @@ def config_problems(config: dict, schema_path: str | Path, config_files: Iterabl
     lines.append("  fix: correct these keys in the config file or --config "
                  "(workflow/schemas/config.schema.yaml lists every key)")
     return "\n".join(lines)
-
-
-def check_config(config: dict, schema_path: str | Path, config_files: Iterable[str | Path] = ()) -> None:
-    """``config_problems`` as a ConfigError."""
-    problems = config_problems(config, schema_path, config_files)
-    if problems:
-        raise ConfigError(problems)
 
 
 def _leaves(errors) -> list:
