@@ -236,6 +236,14 @@ def _file_size_limit(limit: int):
     return apply
 
 
+def test_full_disk_while_writing_prepared_records(raw_nlvr2, tmp_path):
+    out = tmp_path / "out"
+    proc = vladapter("prepare", "--dataset", "nlvr2", "--raw", str(raw_nlvr2), "--out", str(out), "--no-media-check",
+                     preexec_fn=_file_size_limit(16 << 10))  # the prepared train split is larger
+    assert_clean_error(proc.returncode, proc.stderr, str(out / "nlvr2"), "file too large", "rerun")
+    assert not [p for p in out.rglob("*") if p.is_file()]  # nothing half written, no temporary file left
+
+
 def test_full_disk_during_extraction_keeps_completed_ids(clip_dir, tmp_path, capsys):
     """The file-size limit (ulimit -f) makes the disk full for this process, no root needed:
     the kernel refuses writes past it as it does on a full disk."""
