@@ -1,8 +1,9 @@
 """The benchmarks' metrics, implemented to give the official numbers.
 
-- VQA score: the official VQA evaluation's answer normalisation (punctuation, number
-  words -> digits, articles, contractions) and its accuracy: for each of the 10 human
-  answers, min(1, #matches among the other 9 / 3), averaged over the 10.
+- VQA score: the official VQA evaluation's accuracy: for each of the 10 human answers,
+  min(1, #matches among the other 9 / 3), averaged over the 10; answers normalised
+  (punctuation, number words -> digits, articles, contractions) only when the humans
+  disagree, as the official evaluation does. VL-T5's evaluator as an option (vl-t5).
 - GQA: exact-match accuracy.
 - NLVR2: accuracy and consistency (share of sentences whose every pair is right).
 - CIDEr(-D): pycocoevalcap's scorer on PTB-tokenised text (Stanford tokenizer, Java).
@@ -13,45 +14,44 @@ All scores are percentages (0-100), as the paper reports them (CIDEr x 100).
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
 # --- VQA answer normalisation (the rules of the official VQA evaluation) -------------
 
-# Contractions in their written form; every spelling with some apostrophes dropped
-# ("dont", "couldnt've", "couldntve") is mapped to it, as the official table does.
-# Like the official table, none whose short spelling is a word ("its", "well", "were",
-# "hell", "ill"), and no "I" forms (its keys are capitalised, so never match lower case).
-_CONTRACTIONS = """
-ain't aren't can't could've couldn't couldn't've didn't doesn't don't hadn't hadn't've
-hasn't haven't he'd he'd've he's how'd how'll how's isn't it'd
-it'd've it'll ma'am mightn't mightn't've might've mustn't must've needn't
-not've o'clock oughtn't 'ow's'at shan't she'd've she's should've shouldn't
-shouldn't've somebody'd somebody'd've somebody'll somebody's someone'd someone'd've
-someone'll someone's something'd something'd've something'll that's there'd there'd've
-there're there's they'd they'd've they'll they're they've 'twas wasn't we'd've we've
-weren't what'll what're what's what've when's where'd where's where've who'd who'd've
-who'll who's who've why'll why're why's won't would've wouldn't wouldn't've y'all
-y'all'll y'all'd've you'd you'd've you'll you're you've
-""".split()
-
-
-def _spellings_without_apostrophes(word: str) -> Iterable[str]:
-    """Every spelling of ``word`` with a non-empty subset of its apostrophes removed."""
-    parts = word.split("'")
-    for keep in itertools.product((True, False), repeat=len(parts) - 1):
-        if all(keep):
-            continue
-        out = parts[0]
-        for kept, part in zip(keep, parts[1:]):
-            out += ("'" if kept else "") + part
-        yield out
-
-
+# The official evaluation's contraction table (GT-Vision-Lab/VQA, vqaEval.py), as
+# "spelling(s) -> what it becomes": 120 spellings. Kept as it is, quirks included: the
+# "I" forms have capitalised keys (answers are lower-cased first, so they never match),
+# "let's" and "she's" map to themselves, and "somebody'd" loses its apostrophe.
+_CONTRACTION_TABLE = """
+aint>ain't arent>aren't cant>can't couldve>could've couldnt>couldn't
+couldn'tve,couldnt've>couldn't've didnt>didn't doesnt>doesn't dont>don't hadnt>hadn't
+hadnt've,hadn'tve>hadn't've hasnt>hasn't havent>haven't hed>he'd hed've,he'dve>he'd've
+hes>he's howd>how'd howll>how'll hows>how's Id've,I'dve>I'd've Im>I'm Ive>I've isnt>isn't
+itd>it'd itd've,it'dve>it'd've itll>it'll let's>let's maam>ma'am mightnt>mightn't
+mightnt've,mightn'tve>mightn't've mightve>might've mustnt>mustn't mustve>must've
+neednt>needn't notve>not've oclock>o'clock oughtnt>oughtn't ow's'at,'ows'at,'ow'sat>'ow's'at
+shant>shan't shed've,she'dve>she'd've she's>she's shouldve>should've shouldnt>shouldn't
+shouldnt've,shouldn'tve>shouldn't've somebody'd>somebodyd somebodyd've,somebody'dve>somebody'd've
+somebodyll>somebody'll somebodys>somebody's someoned>someone'd someoned've,someone'dve>someone'd've
+someonell>someone'll someones>someone's somethingd>something'd
+somethingd've,something'dve>something'd've somethingll>something'll thats>that's thered>there'd
+thered've,there'dve>there'd've therere>there're theres>there's theyd>they'd
+theyd've,they'dve>they'd've theyll>they'll theyre>they're theyve>they've twas>'twas
+wasnt>wasn't wed've,we'dve>we'd've weve>we've werent>weren't whatll>what'll whatre>what're
+whats>what's whatve>what've whens>when's whered>where'd wheres>where's whereve>where've
+whod>who'd whod've,who'dve>who'd've wholl>who'll whos>who's whove>who've whyll>why'll
+whyre>why're whys>why's wont>won't wouldve>would've wouldnt>wouldn't
+wouldnt've,wouldn'tve>wouldn't've yall>y'all yall'll,y'allll>y'all'll
+yall'd've,y'alld've,y'all'dve>y'all'd've youd>you'd youd've,you'dve>you'd've youll>you'll
+youre>you're youve>you've
+"""
 CONTRACTIONS: dict[str, str] = {
-    spelling: word for word in _CONTRACTIONS for spelling in _spellings_without_apostrophes(word)
+    spelling: written
+    for entry in _CONTRACTION_TABLE.split()
+    for spellings, written in [entry.split(">")]
+    for spelling in spellings.split(",")
 }
 
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
@@ -74,7 +74,8 @@ def _strip_punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return _PERIOD.sub("", out)
+    # the official call passes re.UNICODE (32) where count goes: at most 32 periods go
+    return _PERIOD.sub("", out, count=32)
 
 
 def _digits_articles_contractions(text: str) -> str:
@@ -83,27 +84,45 @@ def _digits_articles_contractions(text: str) -> str:
     return " ".join(words)
 
 
+def _clean(answer: str) -> str:
+    return answer.replace("\n", " ").replace("\t", " ").strip()
+
+
 def normalize_answer(answer: str) -> str:
-    """The official VQA normalisation of an answer string.
+    """The official VQA normalisation of an answer string: punctuation, number words ->
+    digits, articles, contractions (lower-cased).
 
     >>> normalize_answer("Two dogs.")
     '2 dogs'
     """
-    answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return _digits_articles_contractions(_strip_punctuation(answer))
+    return _digits_articles_contractions(_strip_punctuation(_clean(answer)))
 
 
-def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
-    """One question's VQA accuracy in [0, 1].
+# How a prediction is matched against the human answers:
+#   official  the official evaluation (GT-Vision-Lab/VQA vqaEval.py): answers and prediction
+#             are normalised only when the human answers differ; when all agree the
+#             prediction must equal their (stripped) text: "Yes" against ten "yes" scores 0
+#   vl-t5     VL-T5's evaluator (VQAEvaluator.evaluate_raw): the prediction is always
+#             normalised; the human answers, when they differ, lose only their punctuation
+VQA_EVALUATORS = ("official", "vl-t5")
 
-    Average over the humans of min(1, #other humans who gave the predicted answer / 3),
-    with the prediction and every human answer normalised by `normalize_answer`
-    (the official evaluation relies on annotations already normalised this way).
-    """
+
+def vqa_accuracy(prediction: str, human_answers: Sequence[str], evaluator: str = "official") -> float:
+    """One question's VQA accuracy in [0, 1]: the average over the humans of
+    min(1, #other humans who gave the predicted answer / 3), with the prediction matched
+    as ``evaluator`` (VQA_EVALUATORS) does."""
     if not human_answers:
         raise ValueError("vqa_accuracy needs the human answers")
-    pred = normalize_answer(prediction)
-    answers = [normalize_answer(a) for a in human_answers]
+    if evaluator == "official":
+        pred, answers = _clean(prediction), [_clean(a) for a in human_answers]
+        if len(set(answers)) > 1:
+            pred, answers = normalize_answer(pred), [normalize_answer(a) for a in answers]
+    elif evaluator == "vl-t5":
+        pred, answers = normalize_answer(prediction), list(human_answers)
+        if len(set(answers)) > 1:
+            answers = [_strip_punctuation(a) for a in answers]
+    else:
+        raise ValueError(f"unknown VQA evaluator {evaluator!r} (known: {', '.join(VQA_EVALUATORS)})")
     total = 0.0
     for i in range(len(answers)):
         matches = sum(1 for j, a in enumerate(answers) if j != i and a == pred)
@@ -111,10 +130,10 @@ def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
     return total / len(answers)
 
 
-def vqa_score(predictions: Sequence[str], human_answers: Sequence[Sequence[str]]) -> float:
+def vqa_score(predictions: Sequence[str], human_answers: Sequence[Sequence[str]], evaluator: str = "official") -> float:
     """Mean VQA accuracy over questions, in percent."""
     _same_length(predictions, human_answers)
-    return 100.0 * _mean(vqa_accuracy(p, h) for p, h in zip(predictions, human_answers))
+    return 100.0 * _mean(vqa_accuracy(p, h, evaluator) for p, h in zip(predictions, human_answers))
 
 
 # --- accuracies -------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from vladapter.train.model import ADAPTER_FILE, TRAIN_INFO
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config; its `train` section is read (flags override it)")
+    parser.add_argument("--settings", help="the `train` settings as one JSON object, taken as they are (what a "
+                        "workflow job receives; instead of --config)")
     parser.add_argument("--out", help="run folder (default: models/<lm>/<method>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in --out (a finished run is left as is)")
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig))
+    cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig), settings=args.settings)
     out = Path(args.out or default_run_dir(cfg.lm, cfg.method))
     train(cfg, out, resume=args.resume)
     return 0
