@@ -16,7 +16,7 @@ import yaml
 from vladapter import experiments as X
 from vladapter.errors import ConfigError
 from vladapter.train.config import PretrainConfig, TrainConfig, load_section
-from workflow_helpers import REPO, copy_workflow, snakemake, snakemake_env
+from workflow_helpers import REPO, copy_workflow, planned_commands, snakemake, snakemake_env
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
@@ -38,31 +38,19 @@ def test_a_dry_run_of_any_config_writes_nothing_outside_dot_snakemake(tmp_path):
                                 f"or changed {sorted(k for k in before if after.get(k) != before[k])}"
 
 
-def planned_commands(work, *args) -> list[str]:
-    """The shell commands of the jobs a dry run plans (`snakemake -n -p`)."""
-    out = snakemake(work, "-n", "-p", *args).stdout
-    return [line.split("Shell command:", 1)[1].strip() for line in out.splitlines() if "Shell command:" in line]
-
-
-def _planned_command(work, target, *args):
-    commands = planned_commands(work, target, *args)
-    assert len(commands) == 1, commands
-    return commands[0]
-
-
-def test_a_dry_run_of_another_config_does_not_change_what_a_planned_job_reads(tmp_path):
+@pytest.mark.slow
+def test_a_dry_run_of_another_config_does_not_change_what_a_planned_job_reads(smoke_workflow, tmp_path):
     """The race: a job planned under one config (here smoke's ``evaluate.max_examples: 8``)
     and started after a dry run of another config in the same folder must run with its
-    own settings (it once read the file the dry run rewrote)."""
-    work = copy_workflow(tmp_path)
-    smoke = ("--configfile", "config/smoke.yaml")
-    snakemake(work, *smoke, "--omit-from", "majority", "metrics/majority.json", timeout=600)  # toy data only
-    command = _planned_command(work, "metrics/majority.json", *smoke)
-    snakemake(work, "-n", "--quiet", "rules")  # the default config: max_examples null
-    subprocess.run(["bash", "-c", command.split(" > ")[0]], cwd=work, env=snakemake_env(), check=True,
-                   capture_output=True, timeout=300)
-    metrics = json.loads((work / "metrics" / "majority.json").read_text())
-    assert metrics["tasks"]["vqa"]["n"] == SMOKE["evaluate"]["max_examples"]
+    own settings (it once read a file that the dry run rewrote)."""
+    work, _ = smoke_workflow
+    [command] = planned_commands(work, "--forcerun", "metrics/majority.json")
+    snakemake(work, "-n", "--quiet", "rules", "--configfile", str(REPO / "config" / "config.yaml"))
+    out = tmp_path / "majority.json"  # the planned job, writing elsewhere than the shared run
+    command = re.sub(r"--out \S+", f"--out {out}", command.split(" > ")[0])
+    subprocess.run(["bash", "-c", command], cwd=work, env=snakemake_env(), check=True, capture_output=True,
+                   timeout=300)
+    assert json.loads(out.read_text())["tasks"]["vqa"]["n"] == SMOKE["evaluate"]["max_examples"]
 
 
 def _settings_arg(command: str) -> dict:
