@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from vladapter.data.records import DATASET_TASK
+from vladapter.utils.names import is_folder_name, name_key
 
 MODALITIES = ("image", "video")
 
@@ -24,15 +25,6 @@ FEATURE_SOURCE = {
     "vqav2": "coco", "coco": "coco", "gqa": "gqa", "nlvr2": "nlvr2", "pretrain": "pretrain",
     "tvqa": "tvqa", "how2qa": "how2qa", "tvc": "tvc", "yc2c": "yc2c",
 }
-
-
-def name_key(name: str) -> str:
-    """The path-safe key of a model name, as in feature file names (features.backbones):
-    its last path component (facebook/bart-base -> bart-base, models/toyclip -> toyclip),
-    the model of an open_clip name (open_clip:RN101@openai -> RN101)."""
-    if name.startswith("open_clip:"):
-        return name.split(":", 1)[1].split("@")[0]
-    return name.rstrip("/").split("/")[-1]
 
 
 @dataclass(frozen=True)
@@ -53,15 +45,6 @@ class Run:
     @property
     def metrics_path(self) -> str:
         return f"metrics/{self.lm}/{self.name}.json"
-
-
-def parse_run_name(name: str) -> tuple[str, str, bool]:
-    """``image-single_adapter-nopt`` -> (``image``, ``single_adapter``, False)."""
-    modality, _, rest = name.partition("-")
-    if modality not in MODALITIES or not rest:
-        raise ValueError(f"not a run name: {name!r} (expected <image|video>-<preset>[-nopt])")
-    nopt = rest.endswith("-nopt")
-    return modality, rest[: -len("-nopt")] if nopt else rest, not nopt
 
 
 def runs(config: Mapping[str, Any]) -> list[Run]:
@@ -157,12 +140,6 @@ def check_per_job_keys(config: Mapping[str, Any]) -> None:
                                   f"remove it from the config")
 
 
-def backbone_is_folder(spec: str) -> bool:
-    """Whether a backbone name is a local folder (``models/...``, ``./...``, ``/...``)
-    rather than a Hugging Face checkpoint name or ``open_clip:...``."""
-    return spec.startswith((".", "/", "models/")) or spec == "models"
-
-
 def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None:
     """Every check of a validated workflow config that the schema cannot make, before any
     job runs (ConfigError naming the key and the fix): keys the workflow sets per job,
@@ -178,7 +155,7 @@ def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None
                           "(mode count samples that many frames; or use mode every for one frame per value seconds)")
     for modality in MODALITIES:
         spec = config["backbone"][modality]
-        if config["datasets"][modality] and backbone_is_folder(spec) and spec.rstrip("/") not in built:
+        if config["datasets"][modality] and is_folder_name(spec) and spec.rstrip("/") not in built:
             from pathlib import Path
 
             if not Path(spec).is_dir():

@@ -14,7 +14,6 @@ from typing import Any
 # task keys used by models, PETL task routing, samplers and metrics
 IMAGE_TASKS = ("vqa", "gqa", "nlvr", "caption")
 VIDEO_TASKS = ("tvqa", "how2qa", "tvc", "yc2c")
-PRETRAIN_TASKS = ("pretrain",)
 
 # dataset name -> task key
 DATASET_TASK = {

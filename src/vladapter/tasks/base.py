@@ -43,7 +43,6 @@ class Task:
     batch_scale: float = 1.0      # per-task batch size = round(base batch x scale)
     metric: str = "accuracy"      # the headline metric key in `score`'s result
     modality: str = "image"       # image | video
-    submission_suffix: str = ".json"
 
     # --- text -------------------------------------------------------------------------
     def source_text(self, record: Record, prefix: bool) -> str:
@@ -92,7 +91,7 @@ class Task:
 
     def write_submission(self, path: Path, predictions: Sequence[str], records: Sequence[Record]) -> Path:
         """Write predictions in the benchmark's submission format; returns the file."""
-        path = Path(path).with_suffix(self.submission_suffix)
+        path = Path(path).with_suffix(".json")
         write_json(path, [{"uid": r.uid, "prediction": p} for r, p in zip(records, predictions)])
         return path
 

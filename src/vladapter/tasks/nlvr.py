@@ -23,7 +23,6 @@ class NLVRTask(Task):
     max_new_tokens = 2
     batch_scale = 20 / 60
     metric = "accuracy"
-    submission_suffix = ".csv"
 
     def answer(self, record: Record) -> str:
         label = super().answer(record).strip().lower()

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from vladapter.train.config import PretrainConfig, add_config_flags, load_section, overrides_from, to_dict
+from vladapter.utils.names import name_key
 
 INFO_FILE = "pretrain.json"
 MATCHING_OBJECTIVES = ("itm", "pair")  # what the matching stage may train
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.matching:
         _check_matching_stage(cfg)
     folder = "pretrain-matching" if args.matching else "pretrain" if list(cfg.tasks) == ["pretrain"] else "pretrain-video"
-    out = Path(args.out or Path("models") / folder / cfg.lm.rsplit("/", 1)[-1])
+    out = Path(args.out or Path("models") / folder / name_key(cfg.lm))
     pretrain(cfg, out, resume=args.resume)
     return 0
 

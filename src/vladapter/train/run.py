@@ -25,6 +25,7 @@ import torch
 
 from vladapter.train.config import TrainConfig, add_config_flags, load_section, overrides_from, to_dict
 from vladapter.train.model import ADAPTER_FILE, TRAIN_INFO
+from vladapter.utils.names import name_key
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig), settings=args.settings)
-    out = Path(args.out or default_run_dir(cfg.lm, cfg.method))
+    out = Path(args.out or Path("models") / name_key(cfg.lm) / cfg.method)
     train(cfg, out, resume=args.resume)
     return 0
 
@@ -49,10 +50,6 @@ def param_count(model) -> dict:
 
     count = petl.count(model)
     return {"trainable": count.trainable, "total": count.total, "percent": count.percent}
-
-
-def default_run_dir(lm: str, method: str) -> Path:
-    return Path("models") / lm.rsplit("/", 1)[-1] / method  # <lm> = last path component
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train") -> dict:
