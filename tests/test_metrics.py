@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from vladapter.evaluate.metrics import (CONTRACTIONS, cider, exact_match, normalize_answer, nlvr_scores,
-                                        vqa_accuracy, vqa_score)
+from vladapter.data.answers import CONTRACTIONS, normalize_answer
+from vladapter.metrics import cider, exact_match, nlvr_scores, vqa_accuracy, vqa_score
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -119,3 +119,16 @@ def test_official_and_vl_t5_evaluators_differ_where_they_should(prediction, huma
     assert vqa_accuracy(prediction, humans, "vl-t5") == pytest.approx(vl_t5)
     with pytest.raises(ValueError, match="unknown VQA evaluator"):
         vqa_accuracy(prediction, humans, "vl_t5")
+
+
+def test_the_vqa_task_scores_with_the_evaluator_the_evaluate_section_names():
+    from vladapter.data.records import Record
+    from vladapter.tasks import get_task
+    from vladapter.train.config import EvaluateConfig
+
+    record = Record(uid="1", task="vqa", split="test", source="coco", images=["img"], text="Is it red?",
+                    targets={"yes": 1.0}, references=["yes"] * 10)
+    assert EvaluateConfig().vqa_evaluator == "official"
+    assert get_task("vqa").score(["Yes"], [record])["vqa_score"] == 0.0
+    assert get_task("vqa", vqa_evaluator="official").score(["Yes"], [record])["vqa_score"] == 0.0
+    assert get_task("vqa", vqa_evaluator="vl-t5").score(["Yes"], [record])["vqa_score"] == 100.0

@@ -74,7 +74,7 @@ class Task:
     # --- evaluation -------------------------------------------------------------------
     def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
         """Metrics (percent) of ``predictions[i]`` for ``records[i]``."""
-        from vladapter.evaluate.metrics import exact_match
+        from vladapter.metrics import exact_match
 
         return {"accuracy": exact_match(predictions, [self.answer(r) for r in records])}
 

@@ -42,7 +42,8 @@ class VQATask(Task):
         Records without human answers (the Karpathy-split variant keeps only soft
         scores) are scored by the soft score of the normalised prediction, as VL-T5 does.
         """
-        from vladapter.evaluate.metrics import normalize_answer, vqa_accuracy
+        from vladapter.data.answers import normalize_answer
+        from vladapter.metrics import vqa_accuracy
 
         total = 0.0
         for pred, record in zip(predictions, records, strict=True):

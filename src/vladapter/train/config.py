@@ -20,7 +20,7 @@ import yaml
 
 from vladapter.data.records import IMAGE_TASKS, VIDEO_TASKS
 from vladapter.errors import ConfigError
-from vladapter.evaluate.metrics import VQA_EVALUATORS
+from vladapter.metrics import VQA_EVALUATORS
 from vladapter.tasks.videoqa import QA_TARGETS
 
 # the paper's learning rates (image-text): full FT 1e-4, multiple/half-shared adapters 3e-4, others 1e-3
