@@ -15,16 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from vladapter.data.datasets import DATASETS
 from vladapter.data.records import DATASET_TASK
 from vladapter.utils.names import is_folder_name, name_key
 
 MODALITIES = ("image", "video")
 
 # dataset -> the feature source its records refer to (VQAv2 asks about COCO images)
-FEATURE_SOURCE = {
-    "vqav2": "coco", "coco": "coco", "gqa": "gqa", "nlvr2": "nlvr2", "pretrain": "pretrain",
-    "tvqa": "tvqa", "how2qa": "how2qa", "tvc": "tvc", "yc2c": "yc2c",
-}
+FEATURE_SOURCE = {d.name: d.source for d in DATASETS.values()}
+# dataset -> the datasets whose raw files preparing it reads (itself first)
+RAW_NEEDS = {d.name: (d.name, *d.needs) for d in DATASETS.values()}
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,7 @@ def raw(dataset):
 
 
 def raw_inputs(wildcards):
-    needs = [wildcards.dataset] + (["coco"] if wildcards.dataset == "vqav2" else [])
-    return sorted({raw(d) for d in needs})
+    return sorted({raw(d) for d in X.RAW_NEEDS.get(wildcards.dataset, [wildcards.dataset])})
 
 
 def prepared(dataset, splits=SPLITS):

@@ -15,9 +15,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Sequence
 
+from vladapter.data.datasets import DATASETS
 from vladapter.data.records import DATASET_TASK, Record
 
-QA_TASKS = ("vqa", "gqa", "nlvr", "tvqa", "how2qa")
+QA_TASKS = tuple(d.task for d in DATASETS.values() if d.answer_prior)
 
 
 def _score(task_key: str, predictions: list[str], records: Sequence[Record]) -> float:
