@@ -35,8 +35,8 @@ def majority_baseline(task_key: str, train: Sequence[Record], test: Sequence[Rec
     labelled = [r for r in test if r.targets]
     if task_key not in QA_TASKS or not train or not labelled:
         return None
-    answer = get_task(task_key).majority(train)
-    return _score(task_key, [answer] * len(labelled), labelled)
+    task = get_task(task_key)
+    return round(task.majority_baseline(train, labelled)[1][task.metric], 2)
 
 
 def question_prior_baseline(task_key: str, train: Sequence[Record], test: Sequence[Record]) -> float | None:

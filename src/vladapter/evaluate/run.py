@@ -116,8 +116,8 @@ def majority_baseline(tasks: list[str], cfg: EvaluateConfig, out: str | Path) ->
     test = load_task_data(prepared, tasks, cfg.split, cfg.max_examples, {"vqa_evaluator": cfg.vqa_evaluator})
     per_task, answers = {}, {}
     for name, td in test.items():
-        answers[name] = td.task.majority(train[name].records)
-        per_task[name] = {**td.task.score([answers[name]] * len(td.records), td.records), "n": len(td.records)}
+        answers[name], scores = td.task.majority_baseline(train[name].records, td.records)
+        per_task[name] = {**scores, "n": len(td.records)}
     metrics = {"run": "majority", "split": cfg.split, "answers": answers, **_summary(per_task, test)}
     write_json(out, metrics)
     return metrics

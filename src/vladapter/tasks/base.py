@@ -82,6 +82,14 @@ class Task:
         """The most frequent best answer in the training records (the baseline's answer)."""
         return self._most_frequent(self.answer(r) for r in train_records)
 
+    def majority_baseline(self, train_records: Sequence[Record],
+                          records: Sequence[Record]) -> tuple[str, dict[str, float]]:
+        """The majority-answer baseline: the training records' majority answer, predicted
+        for each of ``records``, and its metrics (the one baseline `vladapter evaluate
+        --majority` and the toy world's statistics both report)."""
+        answer = self.majority(train_records)
+        return answer, self.score([answer] * len(records), records)
+
     def _most_frequent(self, answers) -> str:
         """The most frequent of ``answers`` (ties: the largest string)."""
         counts = Counter(answers)
