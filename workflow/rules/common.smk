@@ -3,9 +3,11 @@
 import os
 import re
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vladapter import experiments as X
+from vladapter.errors import ConfigError
 from vladapter.train.config import canonical
 
 
@@ -30,7 +32,11 @@ TOY_CLIPS = {"models/toyclip": "vit", "models/toyclip-resnet": "resnet"}
 TOY_CLIP_NAMES = "|".join(map(re.escape, map(os.path.basename, TOY_CLIPS)))
 # What the schema cannot check, also before any job (vladapter.experiments.check_config).
 # Nothing here writes a file: each job receives its own settings on its command line.
-X.check_config(config, built=tuple(TOY_CLIPS) if TOY else ())
+try:
+    X.check_config(config, built=tuple(TOY_CLIPS) if TOY else ())
+except ConfigError as e:  # the message names the key and the fix; its traceback would not help
+    raise WorkflowError(f"config: {e}") from None
+
 
 def _alternatives(names):
     return "|".join(map(re.escape, sorted(names))) or "(?!)"
