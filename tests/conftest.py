@@ -36,3 +36,13 @@ def stand_in_hf_home(request, tmp_path_factory) -> Path:
     cache = getattr(request.config, "cache", None)
     root = cache.mkdir("stand-ins") if cache is not None else tmp_path_factory.mktemp("stand-ins")
     return stand_ins.cached_hf_home(root)
+
+
+@pytest.fixture(scope="session")
+def smoke_workflow(tmp_path_factory):
+    """The smoke workflow (config/smoke.yaml as the default config), run once per test
+    session and shared by the workflow, DVC and SLURM tests: (folder, output). Tests that
+    change the folder work on a copy (workflow_helpers.copy_run)."""
+    from workflow_helpers import run_smoke
+
+    return run_smoke(tmp_path_factory.mktemp("smoke"))

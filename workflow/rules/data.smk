@@ -17,8 +17,8 @@ rule toyworld:
     conda:
         ENV
     shell:
-        "vladapter toyworld --out data/raw --scale {params.scale} --seed {params.seed}"
-        " --workers {threads} > {log} 2>&1"
+        "vladapter toyworld --out data/raw --scale {params.scale:q} --seed {params.seed:q}"
+        " --workers {threads} > {log:q} 2>&1"
 
 
 # Only datasets without a folder (TO_DOWNLOAD): a folder the user has is never an output.
@@ -44,7 +44,7 @@ rule download:
     conda:
         ENV
     shell:
-        "vladapter download {wildcards.dataset} --out {params.raw_dir:q} > {log} 2>&1"
+        "vladapter download {wildcards.dataset} --out {params.raw_dir:q} > {log:q} 2>&1"
 
 
 rule prepare:
@@ -66,7 +66,7 @@ rule prepare:
         ENV
     shell:
         "vladapter prepare --dataset {wildcards.dataset} {params.raw} --out data/prepared"
-        " > {log} 2>&1"
+        " > {log:q} 2>&1"
 
 
 rule sample_frames:
@@ -89,5 +89,5 @@ rule sample_frames:
         ENV
     shell:
         "vladapter sample-frames --dataset {wildcards.dataset} --videos data/raw/{wildcards.dataset}/videos"
-        " --output {output} --{params.mode} {params.value} --size {params.size} --workers {threads}"
-        " > {log} 2>&1"
+        " --output {output:q} --{params.mode:q} {params.value:q} --size {params.size:q} --workers {threads}"
+        " > {log:q} 2>&1"

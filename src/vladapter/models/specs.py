@@ -86,5 +86,6 @@ def _checkpoint_spec(name: str) -> LMSpec:
         raise ConfigError(f"{folder / 'config.json'}: model_type {config.get('model_type')!r} is not an "
                           f"encoder-decoder this project wraps ({', '.join(MODEL_TYPES)})")
     kwargs = {k: v for k, v in config.items() if k not in ("model_type", "architectures", "transformers_version")}
-    # the short name of paths and of run folders: the last component (google-t5/t5-base -> t5-base)
-    return LMSpec(name=name.rstrip("/").split("/")[-1], family=family, checkpoint=str(folder), config=kwargs)
+    from vladapter.utils.names import name_key  # the run folders' key: google-t5/t5-base -> t5-base
+
+    return LMSpec(name=name_key(name), family=family, checkpoint=str(folder), config=kwargs)
