@@ -26,6 +26,17 @@ FEATURE_SOURCE = {
 }
 
 
+def video_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """``data.videos.<dataset>`` of the config: folder, fps (frame folders), share ({} if none)."""
+    return dict(((config.get("data") or {}).get("videos") or {}).get(dataset) or {})
+
+
+def feature_source(config: Mapping[str, Any], dataset: str) -> str:
+    """The feature source a dataset's records refer to: FEATURE_SOURCE, or for a video dataset
+    whose config shares another's videos (TVC on TVQA's clips), that dataset: sampled once."""
+    return video_settings(config, dataset).get("share") or FEATURE_SOURCE[dataset]
+
+
 def name_key(name: str) -> str:
     """The path-safe key of a model name, as in feature file names (features.backbones):
     its last path component (facebook/bart-base -> bart-base, models/toyclip -> toyclip),
