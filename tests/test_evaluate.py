@@ -138,7 +138,7 @@ def test_text_target_video_qa_trains_and_evaluates_by_choice_words(world, tmp_pa
     test = records(world, "tvqa", "test")
     submitted = json.loads((preds / "tvqa.json").read_text())
     assert len(submitted) == len(test) and all(0 <= submitted[r.uid] < len(r.choices) for r in test)
-    accuracy = 100 * sum(s["answer_idx"] == r.answer_idx for s, r in zip(submitted, test)) / len(test)
+    accuracy = 100 * sum(submitted[r.uid] == r.answer_idx for r in test) / len(test)
     assert json.loads(metrics.read_text())["scores"]["tvqa"] == pytest.approx(accuracy)
 
 

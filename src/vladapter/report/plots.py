@@ -30,6 +30,10 @@ def params_vs_score(config: Mapping[str, Any], rows: list[Row], out: str | Path)
         # the average over the tasks that have scores: submission-only ones have none
         only = submission_only(rows, modality, lm)
         tasks = [t for t in experiments.tasks(config, modality) if t not in only]
+        ax.set_title(f"{modality}-text tasks, {lm}")
+        if not tasks:
+            ax.text(0.5, 0.5, "no scored task: submission only", ha="center", transform=ax.transAxes)
+            continue
         for r in (r for r in rows if (r.modality, r.lm) == (modality, lm) and r.percent):
             marker = "o" if r.pretrained in (True, None) else "s"
             ax.scatter(r.percent, r.average(tasks), marker=marker, s=40)
@@ -40,7 +44,6 @@ def params_vs_score(config: Mapping[str, Any], rows: list[Row], out: str | Path)
         ax.set_xscale("log")
         ax.set_xlabel("trained parameters (% of the VL model, log scale)")
         ax.set_ylabel(f"average score over {', '.join(tasks)}")
-        ax.set_title(f"{modality}-text tasks, {lm}")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=8)
