@@ -102,7 +102,8 @@ def unreadable(path: Path, frames: bool) -> str | None:
     except StopIteration:
         return "no decodable frame"
     except Exception as e:  # PyAV / PIL raise many kinds for corrupt input
-        return f"cannot decode ({type(e).__name__}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else ''})"
+        message = (str(e).strip().splitlines() or [""])[0][:120]
+        return f"cannot decode ({type(e).__name__}: {message})"
 
 
 def check_videos(splits: dict, source: VideoFolder, on_missing: str = "stop", max_missing: float = 0.01,
