@@ -34,7 +34,7 @@ from vladapter.features.h5writer import ResumableH5Writer
 from vladapter.features.preprocess import resize_and_crop
 from vladapter.utils.io import read_jsonl
 
-JPEG_QUALITY = 85  # 224 x 224 frames: 14 % of the raw bytes on worst-case texture (BENCHMARKS.md)
+JPEG_QUALITY = 85  # 224 x 224 frames: 13 % of the raw bytes on texture-heavy frames (BENCHMARKS.md)
 
 
 def frame_indices(n_frames: int, fps: float, mode: str, value: float) -> np.ndarray:
