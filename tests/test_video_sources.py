@@ -29,8 +29,8 @@ def test_frame_folders_sample_like_the_video_they_came_from(tmp_path):
     write_frame_folder(tmp_path / "frames_hq" / "bbt_frames" / "s01e01_seg01_clip_00", n_frames=30)
     (tmp_path / "frames_hq" / "bbt_frames" / "empty_clip").mkdir()  # no JPEGs: not a clip
     out = {}
-    for name, flags in [("video", ["--videos", str(tmp_path / "videos")]),
-                        ("folder", ["--videos", str(tmp_path / "frames_hq"), "--frames-fps", "3"])]:
+    for name, flags in [("folder", ["--videos", str(tmp_path / "frames_hq"), "--frames-fps", "3"]),
+                        ("video", ["--videos", str(tmp_path / "videos")])]:
         out[name] = tmp_path / f"{name}.h5"
         proc = cli("sample-frames", "--dataset", "tvqa", *flags, "--output", str(out[name]), "--every", "1.5",
                    "--size", "32", "--workers", "1")
