@@ -110,6 +110,7 @@ def how2qa_world(tmp_path_factory):
     return {"raw": root / "raw", "clips": clips, "missing": missing, "corrupt": corrupt, "n": len(videos)}
 
 
+@pytest.mark.badinput
 def test_missing_and_unreadable_clips_are_listed_and_their_records_dropped(how2qa_world, tmp_path):
     w = how2qa_world
     base = ["prepare", "--dataset", "how2qa", "--raw", str(w["raw"]), "--videos", str(w["clips"])]
