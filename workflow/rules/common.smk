@@ -109,11 +109,17 @@ def prepare_args(wildcards):
     if d not in VIDEO_DATASETS:
         return []
     data = config.get("data", {})
-    return video_args(d) + [
-        "--on-missing-video", data.get("on_missing_video", "stop"),
-        "--max-missing-videos", str(data.get("max_missing_videos", 0.01)),
-        "--source", feature_source(d),
-    ]
+    # the policy's defaults are the command's (stop above 1 %): flags only for what is set
+    policy = [["--on-missing-video", data["on_missing_video"]]] if "on_missing_video" in data else []
+    if "max_missing_videos" in data:
+        policy.append(["--max-missing-videos", str(data["max_missing_videos"])])
+    return video_args(d) + [flag for pair in policy for flag in pair] + ["--source", feature_source(d)]
+
+
+def frame_quality_args():
+    """--quality when the config sets features.frame_quality (else the command's default)."""
+    quality = config["features"].get("frame_quality")
+    return ["--quality", str(quality)] if quality is not None else []
 
 
 def modality_of(source):

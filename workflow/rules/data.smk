@@ -72,7 +72,7 @@ rule sample_frames:
         mode=config["features"]["frames"]["mode"],
         value=config["features"]["frames"]["value"],
         size=config["features"]["frame_size"],
-        quality=config["features"].get("frame_quality", 90),
+        quality=frame_quality_args(),
     log:
         "logs/sample_frames/{dataset}.log",
     benchmark:
@@ -84,5 +84,5 @@ rule sample_frames:
         ENV
     shell:
         "vladapter sample-frames --dataset {wildcards.dataset} {params.videos:q} --records {params.records:q}"
-        " --output {output} --{params.mode} {params.value} --size {params.size} --quality {params.quality}"
+        " --output {output} --{params.mode} {params.value} --size {params.size} {params.quality:q}"
         " --workers {threads} > {log} 2>&1"
