@@ -18,8 +18,8 @@ rule toyworld:
     conda:
         ENV
     shell:
-        "vladapter toyworld --out data/raw --scale {params.scale} --seed {params.seed}"
-        " --workers {threads} > {log} 2>&1"
+        "vladapter toyworld --out data/raw --scale {params.scale:q} --seed {params.seed:q}"
+        " --workers {threads} > {log:q} 2>&1"
 
 
 rule download:
@@ -35,7 +35,7 @@ rule download:
     conda:
         ENV
     shell:
-        "vladapter download {wildcards.dataset} --out data/raw > {log} 2>&1"
+        "vladapter download {wildcards.dataset} --out data/raw > {log:q} 2>&1"
 
 
 rule prepare:
@@ -58,7 +58,7 @@ rule prepare:
         ENV
     shell:
         "vladapter prepare --dataset {wildcards.dataset} --raw data/raw --out data/prepared"
-        " {params.videos:q} > {log} 2>&1"
+        " {params.videos:q} > {log:q} 2>&1"
 
 
 rule sample_frames:
@@ -84,5 +84,5 @@ rule sample_frames:
         ENV
     shell:
         "vladapter sample-frames --dataset {wildcards.dataset} {params.videos:q} --records {params.records:q}"
-        " --output {output} --{params.mode} {params.value} --size {params.size} {params.quality:q}"
-        " --workers {threads} > {log} 2>&1"
+        " --output {output:q} --{params.mode:q} {params.value:q} --size {params.size:q} {params.quality:q}"
+        " --workers {threads} > {log:q} 2>&1"
