@@ -21,6 +21,7 @@ from vladapter.train.checkpoint import list_checkpoints
 from vladapter.train.config import TrainConfig, load_section
 from vladapter.train.optim import build_optimizer, parameter_groups, warmup_linear
 from vladapter.train.sampler import TaskSampler
+from vladapter.train.workdir import work_dir
 
 REPO = Path(__file__).resolve().parents[1]
 VLADAPTER = [sys.executable, "-m", "vladapter.cli"]
@@ -122,19 +123,21 @@ def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path):
     proc = subprocess.Popen(train_args(world, killed, *common), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not any(c.name >= "step-0000008" for c in list_checkpoints(killed)):
+    while time.time() < deadline and not any(c.name >= "step-0000008" for c in list_checkpoints(work_dir(killed))):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "train.json").exists(), "the run finished before it could be killed"
-    assert list_checkpoints(killed), "no checkpoint before the kill"
+    assert list_checkpoints(work_dir(killed)), "no checkpoint before the kill"
 
-    subprocess.run(train_args(world, killed, *common, "--resume"), check=True, env=env(), capture_output=True)
+    resumed = subprocess.run(train_args(world, killed, *common, "--resume"), check=True, env=env(),
+                             capture_output=True, text=True)
+    assert "resumed from step" in resumed.stdout
     a, b = load_file(full / "adapter.safetensors"), load_file(killed / "adapter.safetensors")
     assert a.keys() == b.keys() and len(a) > 10
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert not (killed / "checkpoints").exists()  # a finished run keeps only its result
+    assert not work_dir(killed).exists()  # a finished run keeps only its result
 
 
 def test_nan_loss_stops_with_training_error_and_keeps_checkpoint(world, tmp_path):
@@ -154,7 +157,7 @@ def test_nan_loss_stops_with_training_error_and_keeps_checkpoint(world, tmp_path
     torch.set_num_threads(1)
     with pytest.raises(TrainingError, match=r"non-finite loss at step \d+ .*task vqa") as err:
         train(cfg, tmp_path / "run")
-    kept = list_checkpoints(tmp_path / "run")
+    kept = list_checkpoints(work_dir(tmp_path / "run"))
     if kept:  # the NLVR2 batches before the first VQA batch were checkpointed, and are named
         assert str(kept[-1]) in str(err.value)
     assert not (tmp_path / "run" / "adapter.safetensors").exists()

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except VladapterError as e:
         print(f"vladapter {command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # 2: bad input; an error type may say otherwise
     except KeyboardInterrupt:
         print(f"vladapter {command}: interrupted; completed work is kept, rerun to resume", file=sys.stderr)
         return 130

@@ -69,8 +69,9 @@ def launcher(wildcards, resources):
 # --- paths -----------------------------------------------------------------------------
 
 def raw(dataset):
-    """What marks a dataset's raw files as present: the toy world, or its download."""
-    return "data/raw/toy_stats.json" if TOY else f"data/raw/{dataset}"
+    """What marks a dataset's raw files as present: the toy world, or its download's list of
+    verified files (data/raw/<dataset>/ itself is no output: Snakemake never deletes it)."""
+    return "data/raw/toy_stats.json" if TOY else f"data/raw/{dataset}.download.json"
 
 
 def raw_inputs(wildcards):

@@ -1,4 +1,7 @@
 # Tokenizer (toy), VL pre-training, and multi-task training of every (LM, run).
+# Training jobs always pass --resume: a killed job's checkpoints live in the work folder
+# beside its output (.<run>.partial/, no output, so Snakemake never deletes it), and the
+# rerun continues from them when the same run wrote them (else it starts over).
 
 
 rule build_tokenizer:
@@ -42,7 +45,7 @@ rule pretrain_matching:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --matching --config {params.config} --out {output}"
+        "{params.launcher}vladapter pretrain --matching --resume --config {params.config} --out {output}"
         " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
 
 
@@ -71,7 +74,7 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --config {params.config} --out {output} {params.init}"
+        "{params.launcher}vladapter pretrain --resume --config {params.config} --out {output} {params.init}"
         " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
 
 
@@ -99,7 +102,7 @@ rule pretrain_video:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --config {params.config} --out {output}"
+        "{params.launcher}vladapter pretrain --resume --config {params.config} --out {output}"
         " --lm {params.lm} --tasks {params.tasks} --init {input.init}"
         " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
 
@@ -130,6 +133,6 @@ rule train:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter train --config {params.config} --out {output}"
+        "{params.launcher}vladapter train --resume --config {params.config} --out {output}"
         " --lm {params.lm} --method {params.method} --tasks {params.tasks} {params.init}"
         " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"

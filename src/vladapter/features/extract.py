@@ -27,6 +27,7 @@ from vladapter.errors import ConfigError, DataError
 from vladapter.features.backbones import VisionBackbone, load_backbone
 from vladapter.features.h5writer import ResumableH5Writer, root_ids
 from vladapter.features.preprocess import ClipPreprocess
+from vladapter.utils.digest import state_digest
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -145,7 +146,10 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     device = torch.device(device)
-    attrs = {"backbone": backbone.name, "config": backbone.config, "preprocessing": backbone.preprocess.to_dict()}
+    # the weights' content hash too: a backbone retrained under the same name and config
+    # must not have its stale features merged with new ones
+    attrs = {"backbone": backbone.name, "config": backbone.config, "preprocessing": backbone.preprocess.to_dict(),
+             "weights_sha256": state_digest(backbone.module)}
     if images is not None:
         attrs.update(kind="grid", grid=list(backbone.grid), dim=backbone.dim, pooled_dim=backbone.pooled_dim)
         all_ids = list(images)
