@@ -204,6 +204,18 @@ def load_registry(path: str | Path | None) -> dict[str, list[RemoteFile]]:
 OWNED = ".vladapter-download"  # in a folder this command created: it may write there
 
 
+def _users_folder(root: Path, files: list[RemoteFile]) -> bool:
+    """Whether ``root`` is the user's own data, to be read and never written: a link, or a
+    folder this command did not make that holds anything but registered files (and their
+    partial downloads)."""
+    if root.is_symlink():
+        return True
+    if not root.is_dir() or (root / OWNED).exists():
+        return False
+    ours = {n for f in files for n in (f.name, f"{f.name}.part", f".{f.name}.extracted")}
+    return any(p.name not in ours for p in root.iterdir())
+
+
 def download(dataset: str, out: str | Path = "data/raw", only: str | None = None, mirror: str | None = None,
              registry: dict[str, list[RemoteFile]] | None = None, retries: int = 5, timeout: float = 60.0,
              allow_unpinned: bool = False) -> list[dict]:
@@ -229,10 +241,7 @@ def download(dataset: str, out: str | Path = "data/raw", only: str | None = None
                 "(the command prints their sha256, to pin)")
     mirror = mirror or os.environ.get(MIRROR_ENV)
     root = Path(out) / dataset
-    users = root.is_symlink() or (root.exists() and not (root / OWNED).exists())
-    if not users:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / OWNED).touch()
+    users = _users_folder(root, registry[dataset])
     report = []
     for spec in files:
         dest = root / spec.name
@@ -249,6 +258,8 @@ def download(dataset: str, out: str | Path = "data/raw", only: str | None = None
                 fix=f"put the registered {spec.name} there yourself, or move the folder away so that "
                     f"`vladapter download {dataset}` fetches into {root}")
         else:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / OWNED).touch()  # from now on the folder holds this command's files
             marker.unlink(missing_ok=True)
             url = f"{mirror.rstrip('/')}/{dataset}/{spec.name}" if mirror else spec.url
             digest = fetch(url, dest, spec.size, spec.sha256, retries=retries, timeout=timeout)
