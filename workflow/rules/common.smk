@@ -8,6 +8,7 @@ import yaml
 from snakemake.utils import validate
 
 from vladapter import experiments as X
+from vladapter.train import launch
 from vladapter.utils.io import write_text
 
 
@@ -53,17 +54,42 @@ def canonical(settings):
 
 def res(kind):
     """Resources of a job class (config `resources`): threads come separately."""
-    return {k: v for k, v in config["resources"][kind].items() if k != "threads"}
+    return {k: v for k, v in config["resources"][kind].items() if k not in ("threads", "nodes")}
 
 
 def threads(kind):
     return config["resources"][kind]["threads"]
 
 
-def launcher(wildcards, resources):
-    """Multi-GPU jobs run under torchrun (DDP), one process per GPU; others run directly."""
-    gpus = int(resources.gpu)
-    return f"torchrun --standalone --nproc_per_node={gpus} --no-python " if gpus > 1 else ""
+TRAIN_NODES = config["resources"]["train"].get("nodes", 1)
+TRAIN_GPUS = config["resources"]["train"]["gpu"]  # per node
+
+
+def train_resources():
+    """A training job's resources. Across nodes (SLURM): one task per node that runs the
+    job's own srun (`mpi`), the GPUs per node as a generic resource (SLURM's --gpus counts
+    the whole job)."""
+    r = res("train")
+    if TRAIN_NODES > 1:
+        del r["gpu"]
+        r.update(nodes=TRAIN_NODES, tasks=TRAIN_NODES, tasks_per_gpu=0, mpi="srun", gres=f"gpu:{TRAIN_GPUS}")
+    return r
+
+
+def train_threads():
+    """CPUs of a training job per node: the configured threads for each of its GPU processes."""
+    return threads("train") * max(1, TRAIN_GPUS)
+
+
+def eval_resources():
+    """Evaluation is one process: at most one GPU, one node."""
+    return {**res("train"), "gpu": min(1, TRAIN_GPUS)}
+
+
+def launcher(wildcards):
+    """Multi-GPU jobs run under torchrun (DDP), one process per GPU, on every node of the
+    job (vladapter.train.launch); others run directly."""
+    return launch.launcher(TRAIN_NODES, TRAIN_GPUS)
 
 
 # --- paths -----------------------------------------------------------------------------

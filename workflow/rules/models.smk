@@ -39,9 +39,9 @@ rule pretrain_matching:
         "logs/pretrain/{lm}-matching.log",
     benchmark:
         "logs/benchmarks/pretrain/{lm}-matching.tsv"
-    threads: threads("train")
+    threads: train_threads()
     resources:
-        **res("train"),
+        **train_resources(),
     conda:
         ENV
     shell:
@@ -68,9 +68,9 @@ rule pretrain:
         "logs/pretrain/{lm}.log",
     benchmark:
         "logs/benchmarks/pretrain/{lm}.tsv"
-    threads: threads("train")
+    threads: train_threads()
     resources:
-        **res("train"),
+        **train_resources(),
     conda:
         ENV
     shell:
@@ -96,9 +96,9 @@ rule pretrain_video:
         "logs/pretrain/{lm}-video.log",
     benchmark:
         "logs/benchmarks/pretrain/{lm}-video.tsv"
-    threads: threads("train")
+    threads: train_threads()
     resources:
-        **res("train"),
+        **train_resources(),
     conda:
         ENV
     shell:
@@ -127,9 +127,9 @@ rule train:
         "logs/train/{lm}/{run}.log",
     benchmark:
         "logs/benchmarks/train/{lm}/{run}.tsv"
-    threads: threads("train")
+    threads: train_threads()
     resources:
-        **res("train"),
+        **train_resources(),
     conda:
         ENV
     shell:
