@@ -66,7 +66,7 @@ def test_c10d_launch_line_in_a_real_slurm_job_equals_one_process(slurm_cluster, 
 
     # the workflow's multi-node line (1 node here: the test cluster has one) as a batch job
     script = tmp_path / "job.sh"
-    script.write_text("#!/bin/bash\nset -euo pipefail\n" + multinode(1, 2)
+    script.write_text("#!/bin/bash\nset -euxo pipefail\n" + multinode(1, 2)  # -x: the expanded line in the log
                       + " ".join(["vladapter", *args, "--out", str(double)]) + "\n")
     submitted = subprocess.run(["sbatch", "--parsable", "--nodes=1", "--ntasks=1", "--cpus-per-task=2",
                                 "--partition=debug", f"--output={tmp_path / 'job.log'}", str(script)],
@@ -81,7 +81,8 @@ def test_c10d_launch_line_in_a_real_slurm_job_equals_one_process(slurm_cluster, 
     log = (tmp_path / "job.log").read_text() if (tmp_path / "job.log").exists() else ""
     assert (double / "train.json").exists(), log[-4000:]
     assert '"world_size": 2' in (double / "train.json").read_text()
-    assert "rdzv_backend=c10d" in log or "c10d" in log, log[-2000:]
+    # the rendezvous address came from the allocation (its node, a free port there), the id from the job
+    assert re.search(rf"--rdzv-backend=c10d --rdzv-endpoint=localhost:\d+ --rdzv-id={job} ", log), log[-2000:]
 
     norms = [read_tsv(run / "dvclive" / "plots" / "metrics" / "train" / "grad_norm.tsv") for run in (single, double)]
     assert len(norms[0]) == 6
