@@ -42,11 +42,12 @@ def test_two_nodes_of_four_gpus_launch_torchrun_on_every_node_with_a_c10d_rendez
     assert jobs["train"] and jobs["evaluate"]
     for block in jobs["train"]:
         shell = block.split("Shell command: ")[1]
-        assert shell.startswith(multinode(2, 4) + "vladapter train --resume ")
+        assert shell.startswith("exec " + multinode(2, 4) + "vladapter train --resume ")
         assert ("srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun --nnodes=2 --nproc-per-node=4 "
                 "--rdzv-backend=c10d --rdzv-endpoint=") in shell and "--standalone" not in shell
         assert re.search(r"\bnodes=2, tasks=2, tasks_per_gpu=0, mpi=srun, gres=gpu:4\b", block)
         assert "threads: 16" in block  # 4 per GPU process, 4 processes per node
+        assert "slurm_extra=--signal=TERM@300" in block  # warned before its time limit
     for block in jobs["evaluate"]:
         assert "gpu=1" in block and "nodes=" not in block and "threads: 4" in block
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,11 +115,26 @@ def test_config_section_flags_and_unknown_keys(tmp_path):
 
 # --- end to end: resume after a kill, NaN ---------------------------------------------------
 
-def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path):
-    common = ["--steps", "24", "--checkpoint-every", "4", "--keep-checkpoints", "2"]
-    full = tmp_path / "full"
-    subprocess.run(train_args(world, full, *common), check=True, env=env(), capture_output=True)
+RESUMABLE = ["--steps", "24", "--checkpoint-every", "4", "--keep-checkpoints", "2"]
 
+
+@pytest.fixture(scope="module")
+def uninterrupted(world, tmp_path_factory):
+    """The weights of a run that nothing stopped."""
+    full = tmp_path_factory.mktemp("full") / "run"
+    subprocess.run(train_args(world, full, *RESUMABLE), check=True, env=env(), capture_output=True)
+    return load_file(full / "adapter.safetensors")
+
+
+def assert_same_weights(a: dict, run: Path) -> None:
+    b = load_file(run / "adapter.safetensors")
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path, uninterrupted):
+    common = RESUMABLE
     killed = tmp_path / "killed"
     proc = subprocess.Popen(train_args(world, killed, *common), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -133,11 +149,33 @@ def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path):
     resumed = subprocess.run(train_args(world, killed, *common, "--resume"), check=True, env=env(),
                              capture_output=True, text=True)
     assert "resumed from step" in resumed.stdout
-    a, b = load_file(full / "adapter.safetensors"), load_file(killed / "adapter.safetensors")
-    assert a.keys() == b.keys() and len(a) > 10
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_weights(uninterrupted, killed)
     assert not work_dir(killed).exists()  # a finished run keeps only its result
+
+
+@pytest.mark.faults
+def test_stop_signal_checkpoints_and_exits_so_a_rerun_continues(world, tmp_path, uninterrupted):
+    """SLURM's warning before a time limit (--signal=TERM@...): checkpoint now, exit 75,
+    resume later. (SIGUSR1 is handled the same way.)"""
+    sig = signal.SIGTERM
+    run = tmp_path / "run"
+    proc = subprocess.Popen(train_args(world, run, *RESUMABLE), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list_checkpoints(work_dir(run)):
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err[-2000:]
+    stopped = re.search(rf"stopped at step (\d+) of 24 on {sig.name}", err)
+    assert stopped and "Traceback" not in err, err[-2000:]
+    assert list_checkpoints(work_dir(run))[-1].name == f"step-{int(stopped.group(1)):07d}"
+    assert not (run / "train.json").exists()
+
+    resumed = subprocess.run(train_args(world, run, *RESUMABLE, "--resume"), check=True, env=env(),
+                             capture_output=True, text=True)
+    assert f"resumed from step {stopped.group(1)} of 24" in resumed.stdout
+    assert_same_weights(uninterrupted, run)
 
 
 def test_nan_loss_stops_with_training_error_and_keeps_checkpoint(world, tmp_path):

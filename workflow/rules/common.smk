@@ -65,11 +65,16 @@ TRAIN_NODES = config["resources"]["train"].get("nodes", 1)
 TRAIN_GPUS = config["resources"]["train"]["gpu"]  # per node
 
 
+# SLURM warns a training job this long before its time limit (SIGTERM, which torchrun
+# passes to its workers): the job checkpoints and stops, the next submission resumes
+STOP_WARNING_S = 300
+
+
 def train_resources():
     """A training job's resources. Across nodes (SLURM): one task per node that runs the
     job's own srun (`mpi`), the GPUs per node as a generic resource (SLURM's --gpus counts
-    the whole job)."""
-    r = res("train")
+    the whole job). On SLURM the job is signalled before its time limit."""
+    r = {**res("train"), "slurm_extra": f"--signal=TERM@{STOP_WARNING_S}"}
     if TRAIN_NODES > 1:
         del r["gpu"]
         r.update(nodes=TRAIN_NODES, tasks=TRAIN_NODES, tasks_per_gpu=0, mpi="srun", gres=f"gpu:{TRAIN_GPUS}")
@@ -88,8 +93,9 @@ def eval_resources():
 
 def launcher(wildcards):
     """Multi-GPU jobs run under torchrun (DDP), one process per GPU, on every node of the
-    job (vladapter.train.launch); others run directly."""
-    return launch.launcher(TRAIN_NODES, TRAIN_GPUS)
+    job (vladapter.train.launch); others run directly. `exec`: the job's shell becomes the
+    training (or torchrun) process, so a stop signal reaches it and nothing ends before it."""
+    return "exec " + launch.launcher(TRAIN_NODES, TRAIN_GPUS)
 
 
 # --- paths -----------------------------------------------------------------------------
