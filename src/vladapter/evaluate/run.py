@@ -92,7 +92,7 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     for name, td in data.items():
         preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
                         batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
-                        device=dev, desc=f"evaluate {name}")
+                        device=dev, desc=f"evaluate {name}", precision=cfg.precision)
         per_task[name] = {**td.task.score(preds, td.records), "n": len(td.records)}
         td.task.write_submission(Path(predictions_dir) / name, preds, td.records)
     metrics = _summary(per_task, data)

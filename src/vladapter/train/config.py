@@ -181,6 +181,7 @@ class EvaluateConfig:
     num_beams:      beams for generation (null = each task's default: 5 for captions, 1 else)
     max_new_tokens: decoding limit (null = each task's default: 20 for captions, 10 for QA)
     max_examples:   at most this many records per task (null = all)
+    precision:      auto (bf16 autocast on GPU, fp16 where bf16 is missing, fp32 on CPU) | fp32 | bf16 | fp16
     prepared, features, backbone, tokenizer, n_image_tokens, n_video_frames:
                     as in ``train`` (read from the run's train.json when not given)
     """
@@ -191,6 +192,7 @@ class EvaluateConfig:
     num_beams: int | None = None
     max_new_tokens: int | None = None
     max_examples: int | None = None
+    precision: str = "auto"
     prepared: str | None = None
     features: str | None = None
     backbone: str | None = None
@@ -201,6 +203,8 @@ class EvaluateConfig:
     def validate(self) -> None:
         if self.batch_size < 1:
             raise ConfigError("evaluate.batch_size must be >= 1")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"evaluate.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
 
 
 C = TypeVar("C")

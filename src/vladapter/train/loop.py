@@ -29,7 +29,7 @@ from vladapter.errors import TrainingError
 from vladapter.train import checkpoint as ckpt
 from vladapter.train.config import TrainConfig
 from vladapter.train.data import MODEL_INPUTS, BatchBuilder, Features, TaskData, to_device
-from vladapter.train.dist import DistInfo, all_sum, barrier, gather_tensors
+from vladapter.train.dist import DistInfo, all_sum, barrier, gather_tensors, resolve_precision
 from vladapter.train.optim import build_optimizer, build_scheduler
 from vladapter.train.sampler import BatchSpec, TaskSampler
 from vladapter.train.workdir import run_name
@@ -227,22 +227,6 @@ class StopSignals:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device`` (None: float32, no autocast).
-
-    auto: bf16 on a GPU that has it, fp16 (with a GradScaler) on one that does not, fp32 on CPU.
-    """
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _find_unused(cfg: TrainConfig, prefix: bool) -> bool:
