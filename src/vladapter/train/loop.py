@@ -112,6 +112,8 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
     if cfg.compile:
         train_model = torch.compile(train_model)
 
+    if dist.local_rank == 0:  # one sequential pass per machine; random reads then hit memory
+        features.warm([td.records[0] for td in data.values()])
     builder = BatchBuilder(data, tokenizer, features, prefix=prefix, seed=cfg.seed, rank=dist.rank,
                            world_size=dist.world_size, model_task=model_task)
     specs = sampler.plan(start * accum, total_steps * accum)  # lazy: one epoch's order at a time
@@ -144,11 +146,10 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
                     weighted, losses = forward_loss(train_model, batch)
                 # DDP averages gradients over ranks: scale so the result is the global-batch mean
                 loss = weighted * dist.world_size / batch["n_global"] / accum
-                # the sum over ranks of (weighted loss, loss, rows, stop requested): one all-reduce,
-                # read on the host only at logging and checkpoint steps (no per-step sync)
+                # the sum over ranks of (weighted loss, loss, rows): device tensors only, one
+                # all-reduce, read on the host only at logging and checkpoint steps (no per-step sync)
                 stats = all_sum(torch.stack([weighted.detach().float(), losses.sum().float(),
-                                             torch.tensor(float(len(losses)), device=losses.device),
-                                             torch.tensor(float(stop.requested), device=losses.device)]), dist)
+                                             torch.ones_like(losses).sum().float()]), dist)
                 pending.append((spec, stats))
                 scaler.scale(loss).backward()
             if not sync:
@@ -160,12 +161,14 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
             step += 1
             log_now = step % cfg.log_every == 0 or step == total_steps
             checkpoint_now = bool(cfg.checkpoint_every) and step % cfg.checkpoint_every == 0 and step < total_steps
-            # single process: the signal flag is local; under DDP every rank must agree, so
-            # they read the all-reduced flag (at the steps that read the stats anyway)
-            stop_now = stop.requested if not dist.enabled else False
+            # single process: the signal flag is local, read every step; under DDP every rank
+            # must agree, so they sum their flags at the steps that read the stats anyway
+            stop_now = stop.requested and not dist.enabled
             if log_now or checkpoint_now or stop_now:
-                stop_now = _read_window(pending, window, data, work, step, micro) or stop_now
+                _read_window(pending, window, data, work, step, micro)
                 pending.clear()
+                if dist.enabled:
+                    stop_now = bool(all_sum(torch.tensor([float(stop.requested)]), dist).item() > 0)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -182,7 +185,7 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
                 if live is not None:
                     live.end()
                 where = ckpt.latest_checkpoint(work)
-                raise TrainingInterrupted(f"stopped at step {step} of {total_steps} on {stop.name} "
+                raise TrainingInterrupted(f"stopped at step {step} of {total_steps} on {stop.name or 'a signal to another rank'} "
                                           f"(a time limit near?); checkpoint written: {where}; "
                                           "rerun (the workflow passes --resume) to continue from it")
     if pending:
@@ -255,9 +258,9 @@ def _resume_point(work: Path, producer: dict | None, dist: DistInfo) -> Path | N
     return None
 
 
-def _read_window(pending, window: dict[str, list[float]], data, work: Path, step: int, micro: int) -> bool:
+def _read_window(pending, window: dict[str, list[float]], data, work: Path, step: int, micro: int) -> None:
     """Move the pending micro-batch stats to the host (one sync) into ``window``; raise
-    TrainingError at the first non-finite loss; True when some rank asked to stop."""
+    TrainingError at the first non-finite loss."""
     rows = torch.stack([s for _, s in pending]).cpu()
     for (spec, _), values in zip(pending, rows):
         if not torch.isfinite(values).all():
@@ -268,7 +271,6 @@ def _read_window(pending, window: dict[str, list[float]], data, work: Path, step
                 + (f"last good checkpoint kept: {where}" if where else "no checkpoint written yet")
                 + "; lower the learning rate or check the data, then rerun (a changed setting starts over)")
         window[spec.task].append(float(values[1] / values[2]))
-    return bool(rows[:, 3].sum() > 0)
 
 
 def _checkpoint(work, step, micro, model, optimizer, scheduler, cfg, dist: DistInfo, producer) -> None:
