@@ -65,6 +65,12 @@ def test_sampler_iterate_is_a_slice_of_the_run():
     assert whole[6].epoch == 1  # 4 + 2 batches per epoch
 
 
+def test_lazy_run_plan_is_the_run_slice_computed_as_it_is_walked():
+    sampler = TaskSampler({"a": 7, "b": 4}, {"a": 2, "b": 2}, seed=0)
+    plan = sampler.plan(3, 17)
+    assert len(plan) == 14 and list(plan) == list(sampler.iterate(3, 17)) == list(plan)  # walkable twice
+
+
 def test_sampler_drops_batches_too_small_for_every_rank():
     sampler = TaskSampler({"a": 5}, {"a": 2}, min_batch=2)
     assert [len(i) for _, i in sampler.epoch(0)] == [2, 2]

@@ -1,6 +1,7 @@
 """Resumable training state in safetensors + JSON (no pickle anywhere).
 
-A checkpoint is a folder ``<run>/checkpoints/step-<N>/`` written atomically:
+A checkpoint is a folder ``<work>/checkpoints/step-<N>/`` (``<work>``: the run's work folder,
+vladapter.train.workdir) written atomically:
 
     state.safetensors   trainable parameters (by name), AdamW moments (by parameter
                         index), torch RNG states (CPU, and CUDA when the run is on a
@@ -30,13 +31,13 @@ STATE_JSON = "state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step-{step:07d}"
+def checkpoint_dir(work: str | Path, step: int) -> Path:
+    return Path(work) / "checkpoints" / f"step-{step:07d}"
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
+def list_checkpoints(work: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
-    root = Path(run_dir) / "checkpoints"
+    root = Path(work) / "checkpoints"
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir()
@@ -44,8 +45,8 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    found = list_checkpoints(run_dir)
+def latest_checkpoint(work: str | Path) -> Path | None:
+    found = list_checkpoints(work)
     return found[-1] if found else None
 
 
@@ -53,7 +54,7 @@ def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(run_dir: str | Path, step: int, micro: int, model: torch.nn.Module,
+def save_checkpoint(work: str | Path, step: int, micro: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler, rng_states: list[torch.Tensor],
                     extra: dict | None = None, keep: int = 1,
                     cuda_rng_states: list[torch.Tensor] | None = None) -> Path:
@@ -72,11 +73,11 @@ def save_checkpoint(run_dir: str | Path, step: int, micro: int, model: torch.nn.
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     meta = {"step": step, "micro": micro, "parameters": list(params), "param_groups": groups,
             "scheduler": sched, **(extra or {})}
-    target = checkpoint_dir(run_dir, step)
+    target = checkpoint_dir(work, step)
     with atomic_dir(target) as tmp:
         save_file(tensors, str(tmp / STATE_TENSORS))
         (tmp / STATE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
-    for old in list_checkpoints(run_dir)[:-max(1, keep)]:
+    for old in list_checkpoints(work)[:-max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
