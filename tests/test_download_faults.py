@@ -172,3 +172,6 @@ def test_a_file_without_a_pinned_sha256_is_not_taken_as_verified(server, tmp_pat
                               capture_output=True, text=True, check=True)
     assert "UNVERIFIED: no pinned sha256" in accepted.stdout and sha(DATA[:100]) in accepted.stdout
     assert json.loads((tmp_path / "m.json").read_text())["files"][0]["verified"] is False
+    # once present it is used, and still reported as unverified
+    again = subprocess.run(args, env=env(), capture_output=True, text=True, check=True)
+    assert again.stdout.startswith("present") and "UNVERIFIED" in again.stdout

@@ -7,8 +7,9 @@ only and stops with an error: nothing unverified is ever left under the final na
 files verified before stay. A transfer counts as complete only when its length is known
 (Content-Length, chunked encoding's end, or the registered size): a connection closed
 early without them is never taken for the whole file. A file without a pinned sha256 is
-refused unless --allow-unpinned says to accept it unverified (it is then reported as
-unverified, with its sha256 to pin). Files already present and matching are skipped.
+not fetched unless --allow-unpinned says to accept it unverified; such a file (fetched so,
+or already present) is reported UNVERIFIED with its sha256, to pin. Files already present
+and matching are skipped.
 Archives are then unpacked (listed members only).
 
 A folder under the raw root that this command did not create (the user's own data, or a
@@ -222,7 +223,9 @@ def download(dataset: str, out: str | Path = "data/raw", only: str | None = None
     """Fetch (and unpack) ``dataset``'s registered files under ``out/<dataset>/``.
 
     Returns one entry per file: name, path, sha256, status (downloaded | present),
-    verified (False only for an unpinned file accepted with ``allow_unpinned``). A folder
+    verified (False for a file without a pinned sha256: one already present, e.g. the
+    user's own, or one fetched with ``allow_unpinned``; without it such a file is not
+    fetched but a ChecksumError raised). A folder
     ``out/<dataset>`` that this function did not create is the user's: it is checked,
     never written into.
     """
@@ -232,13 +235,6 @@ def download(dataset: str, out: str | Path = "data/raw", only: str | None = None
     files = [f for f in registry[dataset] if only is None or f.name == only]
     if not files:
         raise ConfigError(f"{dataset} has no file {only!r} (files: {', '.join(f.name for f in registry[dataset])})")
-    unpinned = [f.name for f in files if not f.sha256]
-    if unpinned and not allow_unpinned:
-        raise ChecksumError(
-            f"no sha256 is pinned for {', '.join(unpinned)} of {dataset}: such a download cannot be verified",
-            path=Path(__file__).with_name("registry.py"),
-            fix="pin each file's sha256 in the registry, or pass --allow-unpinned to accept them unverified "
-                "(the command prints their sha256, to pin)")
     mirror = mirror or os.environ.get(MIRROR_ENV)
     root = Path(out) / dataset
     users = _users_folder(root, registry[dataset])
@@ -257,6 +253,12 @@ def download(dataset: str, out: str | Path = "data/raw", only: str | None = None
                 "writes into your folders", path=dest,
                 fix=f"put the registered {spec.name} there yourself, or move the folder away so that "
                     f"`vladapter download {dataset}` fetches into {root}")
+        elif not spec.sha256 and not allow_unpinned:
+            raise ChecksumError(
+                f"no sha256 is pinned for {spec.name} of {dataset}: its download could not be verified",
+                path=Path(__file__).with_name("registry.py"),
+                fix=f"pin its sha256 in the registry, or run `vladapter download {dataset} --allow-unpinned` to "
+                    "fetch it unverified (it prints the sha256, to pin)")
         else:
             root.mkdir(parents=True, exist_ok=True)
             (root / OWNED).touch()  # from now on the folder holds this command's files
