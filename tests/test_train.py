@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -117,6 +118,16 @@ def test_config_section_flags_and_unknown_keys(tmp_path):
     path.write_text("train:\n  steps: 3\n  qa_target: pointer\n")
     with pytest.raises(ConfigError, match="qa_target must be index or text"):
         load_section(path, "train", TrainConfig)
+
+
+def test_fp16_with_grad_scaler_and_gradient_checkpointing_train(world, tmp_path):
+    """The options for GPUs without bf16 and for memory, on CPU autocast: a run that learns."""
+    run = tmp_path / "fp16"
+    subprocess.run(train_args(world, run, "--steps", "3", "--checkpoint-every", "0", "--precision", "fp16",
+                              "--grad-checkpointing", "true", "--tasks", "vqa"), check=True, env=env(),
+                   capture_output=True)
+    info = json.loads((run / "train.json").read_text())
+    assert info["config"]["precision"] == "fp16" and np.isfinite(info["final_loss"])
 
 
 # --- end to end: resume after a kill, NaN ---------------------------------------------------

@@ -110,7 +110,9 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
             # DDP's search for unused parameters is a wasted pass over the graph every step
             find_unused_parameters=_find_unused(cfg, prefix))
     if cfg.compile:
-        train_model = torch.compile(train_model)
+        # the language model in place (Module.compile: parameter names, hence checkpoints and
+        # saved weights, stay as they are); shapes vary per batch, so dynamic
+        getattr(model, "lm", model).compile(dynamic=True)
 
     if dist.local_rank == 0:  # one sequential pass per machine; random reads then hit memory
         features.warm([td.records[0] for td in data.values()])
