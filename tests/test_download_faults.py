@@ -175,3 +175,22 @@ def test_a_file_without_a_pinned_sha256_is_not_taken_as_verified(server, tmp_pat
     # once present it is used, and still reported as unverified
     again = subprocess.run(args, env=env(), capture_output=True, text=True, check=True)
     assert again.stdout.startswith("present") and "UNVERIFIED" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_failed_download_job_leaves_the_users_linked_folder_alone(tmp_path):
+    """Under Snakemake: the download job fails (the user's folder lacks files; no network is
+    touched), Snakemake removes the failed job's output, and the link and its files stay."""
+    from workflow_helpers import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path)
+    mine = tmp_path / "my-nlvr2"
+    mine.mkdir()
+    (mine / "dev.json").write_text("{}\n")
+    (work / "data" / "raw").mkdir(parents=True)
+    (work / "data" / "raw" / "nlvr2").symlink_to(mine)
+    proc = snakemake(work, "--configfile=config/paper-image.yaml", "data/raw/nlvr2.download.json", check=False)
+    assert proc.returncode != 0
+    assert "your own folder" in (work / "logs" / "download" / "nlvr2.log").read_text()
+    assert (work / "data" / "raw" / "nlvr2").is_symlink() and sorted(p.name for p in mine.iterdir()) == ["dev.json"]
+    assert not (work / "data" / "raw" / "nlvr2.download.json").exists()
