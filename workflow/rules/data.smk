@@ -17,8 +17,8 @@ rule toyworld:
     conda:
         ENV
     shell:
-        "vladapter toyworld --out data/raw --scale {params.scale} --seed {params.seed}"
-        " --workers {threads} > {log} 2>&1"
+        "vladapter toyworld --out data/raw --scale {params.scale:q} --seed {params.seed:q}"
+        " --workers {threads} > {log:q} 2>&1"
 
 
 # Its output is the list of verified files, not the data folder: Snakemake deletes a failed
@@ -37,7 +37,7 @@ rule download:
     conda:
         ENV
     shell:
-        "vladapter download {wildcards.dataset:q} --out data/raw --manifest {output:q} > {log} 2>&1"
+        "vladapter download {wildcards.dataset:q} --out data/raw --manifest {output:q} > {log:q} 2>&1"
 
 
 rule prepare:
@@ -57,7 +57,7 @@ rule prepare:
         ENV
     shell:
         "vladapter prepare --dataset {wildcards.dataset} --raw data/raw --out data/prepared"
-        " > {log} 2>&1"
+        " > {log:q} 2>&1"
 
 
 rule sample_frames:
@@ -80,5 +80,5 @@ rule sample_frames:
         ENV
     shell:
         "vladapter sample-frames --dataset {wildcards.dataset} --videos data/raw/{wildcards.dataset}/videos"
-        " --output {output} --{params.mode} {params.value} --size {params.size} --workers {threads}"
-        " > {log} 2>&1"
+        " --output {output:q} --{params.mode:q} {params.value:q} --size {params.size:q} --workers {threads}"
+        " > {log:q} 2>&1"

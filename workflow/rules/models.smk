@@ -19,7 +19,7 @@ rule build_tokenizer:
     conda:
         ENV
     shell:
-        "vladapter build-tokenizer --prepared data/prepared --out {output} > {log} 2>&1"
+        "vladapter build-tokenizer --prepared data/prepared --out {output:q} > {log:q} 2>&1"
 
 
 rule pretrain_matching:
@@ -45,8 +45,8 @@ rule pretrain_matching:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --matching --resume --config {params.config} --out {output}"
-        " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        "{params.launcher}vladapter pretrain --matching --resume --config {params.config:q} --out {output:q}"
+        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule pretrain:
@@ -59,7 +59,7 @@ rule pretrain:
         lm=lambda w: LMS[w.lm],
         # what the backbone depends on (not which runs use it)
         settings=pretrain_settings(),
-        init=lambda w, input: f"--init {input.init}" if "init" in input.keys() else "",
+        init=lambda w, input: ["--init", input.init] if "init" in input.keys() else [],
         tokenizer=tokenizer_arg,
         data=data_args("image"),
         launcher=launcher,
@@ -74,8 +74,8 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --resume --config {params.config} --out {output} {params.init}"
-        " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        "{params.launcher}vladapter pretrain --resume --config {params.config:q} --out {output:q} {params.init:q}"
+        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule pretrain_video:
@@ -86,7 +86,7 @@ rule pretrain_video:
     params:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
-        tasks=" ".join(VIDEO_PRETRAIN),
+        tasks=VIDEO_PRETRAIN,
         settings=pretrain_settings("video"),
         tokenizer=tokenizer_arg,
         data=data_args("video"),
@@ -102,9 +102,9 @@ rule pretrain_video:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --resume --config {params.config} --out {output}"
-        " --lm {params.lm} --tasks {params.tasks} --init {input.init}"
-        " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        "{params.launcher}vladapter pretrain --resume --config {params.config:q} --out {output:q}"
+        " --lm {params.lm:q} --tasks {params.tasks:q} --init {input.init:q}"
+        " --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -116,8 +116,8 @@ rule train:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
         method=lambda w: run_of(w).method,
-        tasks=lambda w: " ".join(X.tasks(config, run_of(w).modality)),
-        init=lambda w, input: f"--init {input.init}" if "init" in input.keys() else "",
+        tasks=lambda w: X.tasks(config, run_of(w).modality),
+        init=lambda w, input: ["--init", input.init] if "init" in input.keys() else [],
         tokenizer=tokenizer_arg,
         data=lambda w: data_args(run_of(w).modality),
         # what this run's result depends on: a change here (and only here) retrains it
@@ -133,6 +133,6 @@ rule train:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter train --resume --config {params.config} --out {output}"
-        " --lm {params.lm} --method {params.method} --tasks {params.tasks} {params.init}"
-        " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        "{params.launcher}vladapter train --resume --config {params.config:q} --out {output:q}"
+        " --lm {params.lm:q} --method {params.method:q} --tasks {params.tasks:q} {params.init:q}"
+        " --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
