@@ -24,7 +24,6 @@ from tqdm import tqdm
 from vladapter.errors import ConfigError, DataError
 from vladapter.features.h5writer import ResumableH5Writer, root_ids
 from vladapter.features.preprocess import ClipPreprocess
-from vladapter.utils.digest import state_digest
 
 # torch and the backbones are imported inside the functions that use them, so that
 # `vladapter extract-features --help` answers without importing torch
@@ -151,6 +150,8 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
     """
     import torch
     from torch.utils.data import DataLoader
+
+    from vladapter.utils.digest import state_digest
 
     if (images is None) == (frames is None):
         raise ValueError("give exactly one of images= or frames=")
