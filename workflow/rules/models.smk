@@ -28,11 +28,8 @@ rule pretrain_matching:
     output:
         directory("models/pretrain-matching/{lm}"),
     params:
-        config=CONFIG,
-        lm=lambda w: LMS[w.lm],
-        settings=pretrain_settings("matching"),
-        tokenizer=tokenizer_arg,
-        data=data_args("image"),
+        # every setting the job receives, as canonical JSON (a change reruns it)
+        settings=settings("matching"),
         launcher=launcher,
     priority: 10  # pre-training waits for it
     log:
@@ -45,8 +42,8 @@ rule pretrain_matching:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --matching --resume --config {params.config:q} --out {output:q}"
-        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter pretrain --matching --resume --settings {params.settings:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule pretrain:
@@ -55,13 +52,8 @@ rule pretrain:
     output:
         directory("models/pretrain/{lm}"),
     params:
-        config=CONFIG,
-        lm=lambda w: LMS[w.lm],
-        # what the backbone depends on (not which runs use it)
-        settings=pretrain_settings(),
-        init=lambda w, input: ["--init", input.init] if "init" in input.keys() else [],
-        tokenizer=tokenizer_arg,
-        data=data_args("image"),
+        # what the backbone depends on (not which runs use it): every setting the job receives
+        settings=settings("pretrain"),
         launcher=launcher,
     priority: 10  # every run waits for the pre-trained backbone
     log:
@@ -74,8 +66,7 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --resume --config {params.config:q} --out {output:q} {params.init:q}"
-        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter pretrain --resume --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule pretrain_video:
@@ -84,12 +75,7 @@ rule pretrain_video:
     output:
         directory("models/pretrain-video/{lm}"),
     params:
-        config=CONFIG,
-        lm=lambda w: LMS[w.lm],
-        tasks=VIDEO_PRETRAIN,
-        settings=pretrain_settings("video"),
-        tokenizer=tokenizer_arg,
-        data=data_args("video"),
+        settings=settings("video"),
         launcher=launcher,
     priority: 5  # the video runs wait for it
     log:
@@ -102,9 +88,7 @@ rule pretrain_video:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --resume --config {params.config:q} --out {output:q}"
-        " --lm {params.lm:q} --tasks {params.tasks:q} --init {input.init:q}"
-        " --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter pretrain --resume --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -113,15 +97,9 @@ rule train:
     output:
         directory("models/{lm}/{run}"),
     params:
-        config=CONFIG,
-        lm=lambda w: LMS[w.lm],
-        method=lambda w: run_of(w).method,
-        tasks=lambda w: X.tasks(config, run_of(w).modality),
-        init=lambda w, input: ["--init", input.init] if "init" in input.keys() else [],
-        tokenizer=tokenizer_arg,
-        data=lambda w: data_args(run_of(w).modality),
-        # what this run's result depends on: a change here (and only here) retrains it
-        settings=lambda w: canonical(X.train_settings(config, run_of(w))),
+        # what this run's result depends on, exactly as the job receives it: a change here
+        # (and only here) retrains it
+        settings=settings("train"),
         launcher=launcher,
     log:
         "logs/train/{lm}/{run}.log",
@@ -133,6 +111,4 @@ rule train:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter train --resume --config {params.config:q} --out {output:q}"
-        " --lm {params.lm:q} --method {params.method:q} --tasks {params.tasks:q} {params.init:q}"
-        " --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter train --resume --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"

@@ -23,10 +23,13 @@ import time
 from pathlib import Path
 
 from vladapter.train.config import TrainConfig, add_config_flags, load_section, overrides_from, to_dict
+from vladapter.utils.names import name_key
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config; its `train` section is read (flags override it)")
+    parser.add_argument("--settings", help="the `train` settings as one JSON object, taken as they are (what a "
+                        "workflow job receives; instead of --config)")
     parser.add_argument("--out", help="run folder (default: models/<lm>/<method>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint of --out's work folder when the same run wrote it "
@@ -35,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig))
-    out = Path(args.out or default_run_dir(cfg.lm, cfg.method))
+    cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig), settings=args.settings)
+    out = Path(args.out or Path("models") / name_key(cfg.lm) / cfg.method)
     train(cfg, out, resume=args.resume)
     return 0
 
@@ -46,10 +49,6 @@ def param_count(model) -> dict:
 
     count = petl.count(model)
     return {"trainable": count.trainable, "total": count.total, "percent": count.percent}
-
-
-def default_run_dir(lm: str, method: str) -> Path:
-    return Path("models") / lm.rsplit("/", 1)[-1] / method  # <lm> = last path component
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train") -> dict:
