@@ -7,12 +7,17 @@ Writes the metrics JSON (default metrics/<lm>/<run>.json):
 
     {"run", "lm", "method", "split", "params": {trainable, total, percent},
      "tasks": {task: {metric: value, ..., "n": examples}},
-     "scores": {task: headline metric}, "average": mean of the headline metrics}
+     "scores": {task: headline metric}, "average": mean of the headline metrics,
+     "submission_only": [tasks whose split has no labels], "submissions": {split: {task: file}}}
 
 (percentages; CIDEr x 100) and the predictions in each benchmark's submission format
 under --predictions: vqa.json [{question_id, answer}], gqa.json [{questionId,
 prediction}], nlvr.csv (identifier,prediction), caption.json [{image_id, caption}],
-tvqa/how2qa.jsonl {qid, answer_idx}, tvc/yc2c.jsonl {clip_id, vid_name, ts, descs}.
+tvqa/how2qa.json {"<qid>": answer_idx}, tvc/yc2c.jsonl {clip_id, vid_name, ts, descs}.
+The submission is written first, for every task: a split whose labels are withheld (the
+public TVQA / TVC test sets) or that is empty is *submission-only*: no metric, listed in
+``submission_only``, left out of ``scores`` and the average. ``evaluate.submit`` names
+further splits that are only predicted, into <predictions>/<split>/.
 --majority scores the train-majority answer of each task with the same metrics.
 """
 
@@ -60,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
         metrics = evaluate_run(model_dir, cfg, out, predictions, device=args.device)
     for task, score in metrics["scores"].items():
         print(f"{task:>8}: {score:7.2f}")
-    print(f" average: {metrics['average']:7.2f}")
+    for task in metrics["submission_only"]:
+        print(f"{task:>8}: submission only (the {metrics['split']} split has no labels)")
+    if metrics["average"] is not None:
+        print(f" average: {metrics['average']:7.2f}")
+    for split, files in metrics.get("submissions", {}).items():
+        print(f"submissions ({split}): {', '.join(files.values())}")
     return 0
 
 
@@ -74,7 +84,9 @@ def _with_run_defaults(cfg: EvaluateConfig, train_cfg: dict) -> EvaluateConfig:
 
 def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, predictions_dir: str | Path,
                  device: str | None = None) -> dict:
-    """Score the trained run in ``model_dir`` on ``cfg.split``; writes metrics and predictions."""
+    """Predict ``cfg.split`` (and every ``cfg.submit`` split) with the trained run in
+    ``model_dir``; writes each task's submission file, then the metrics of the tasks whose
+    split has labels (the others are listed as submission-only)."""
     import torch
 
     from vladapter.train.config import task_options
@@ -94,19 +106,37 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     tokenizer = load_run_tokenizer(cfg.tokenizer, train_cfg["lm"])
     features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
     options = {**task_options(train_cfg), "vqa_evaluator": cfg.vqa_evaluator}
-    data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, options)
-    per_task = {}
-    for name, td in data.items():
-        preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
-                        batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
-                        device=dev, desc=f"evaluate {name}", precision=cfg.precision)
-        per_task[name] = {**td.task.score(preds, td.records), "n": len(td.records)}
-        td.task.write_submission(Path(predictions_dir) / name, preds, td.records)
+    per_task, submissions, data = {}, {}, {}
+    for split in dict.fromkeys([cfg.split, *cfg.submit]):
+        scored = split == cfg.split
+        folder = Path(predictions_dir) if scored else Path(predictions_dir) / split
+        split_data = load_task_data(cfg.prepared, cfg.tasks, split, cfg.max_examples, options, allow_empty=True)
+        for name, td in split_data.items():
+            preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
+                            batch_size=cfg.batch_size, num_beams=cfg.num_beams,
+                            max_new_tokens=cfg.max_new_tokens, device=dev, desc=f"evaluate {name} ({split})",
+                            precision=cfg.precision)
+            # the submission first: a split without labels still yields the leaderboard file
+            path = td.task.write_submission(folder / name, preds, td.records)
+            submissions.setdefault(split, {})[name] = str(path)
+            if scored:
+                per_task[name] = score_task(td, preds)
+        if scored:
+            data = split_data
     metrics = _summary(per_task, data)
     metrics = {"run": Path(model_dir).name, "lm": train_cfg["lm"], "method": train_cfg["method"],
-               "split": cfg.split, "params": info.get("params"), **metrics}
+               "split": cfg.split, "params": info.get("params"), **metrics, "submissions": submissions}
     write_json(out, metrics)
     return metrics
+
+
+def score_task(td, predictions: list[str]) -> dict:
+    """The task's metrics on its records, or ``submission_only`` when the split has no labels
+    (every record must have one: a partly labelled split is not scored either)."""
+    labelled = sum(map(td.task.has_label, td.records))
+    if not td.records or labelled < len(td.records):
+        return {"n": len(td.records), "labelled": labelled, "submission_only": True}
+    return {**td.task.score(predictions, td.records), "n": len(td.records)}
 
 
 def majority_baseline(tasks: list[str], cfg: EvaluateConfig, out: str | Path) -> dict:
@@ -117,16 +147,20 @@ def majority_baseline(tasks: list[str], cfg: EvaluateConfig, out: str | Path) ->
     ensure_writable(Path(out).parent)
     prepared = cfg.prepared or "data/prepared"
     train = load_task_data(prepared, tasks, "train")
-    test = load_task_data(prepared, tasks, cfg.split, cfg.max_examples, {"vqa_evaluator": cfg.vqa_evaluator})
+    test = load_task_data(prepared, tasks, cfg.split, cfg.max_examples, {"vqa_evaluator": cfg.vqa_evaluator},
+                           allow_empty=True)
     per_task, answers = {}, {}
     for name, td in test.items():
-        answers[name], scores = td.task.majority_baseline(train[name].records, td.records)
-        per_task[name] = {**scores, "n": len(td.records)}
+        answers[name] = td.task.majority(train[name].records)
+        per_task[name] = score_task(td, [answers[name]] * len(td.records))
     metrics = {"run": "majority", "split": cfg.split, "answers": answers, **_summary(per_task, test)}
     write_json(out, metrics)
     return metrics
 
 
 def _summary(per_task: dict, data: dict) -> dict:
-    scores = {name: per_task[name][data[name].task.metric] for name in per_task}
-    return {"tasks": per_task, "scores": scores, "average": sum(scores.values()) / max(1, len(scores))}
+    """Headline scores of the scored tasks, their mean, and the tasks that were only submitted."""
+    only = [name for name, m in per_task.items() if m.get("submission_only")]
+    scores = {name: m[data[name].task.metric] for name, m in per_task.items() if name not in only}
+    average = sum(scores.values()) / len(scores) if scores else None
+    return {"tasks": per_task, "scores": scores, "average": average, "submission_only": only}

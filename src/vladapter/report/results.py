@@ -35,6 +35,7 @@ class Row:
     trainable: int | None
     total: int | None
     scores: dict[str, float] = field(default_factory=dict)  # task -> headline score
+    submission_only: list[str] = field(default_factory=list)  # tasks predicted, not scored (no labels)
 
     def average(self, tasks: list[str]) -> float:
         """Mean of the headline scores over ``tasks`` (NaN if one is missing)."""
@@ -69,15 +70,16 @@ def collect(config: Mapping[str, Any], root: str | Path = ".") -> list[Row]:
                                              else " (no VL pre-training)")
         rows.append(Row(run.modality, run.lm, run.method, label, run.pretrained,
                         params.get("percent"), params.get("trainable"), params.get("total"),
-                        dict(m.get("scores") or {})))
+                        dict(m.get("scores") or {}), list(m.get("submission_only") or [])))
     majority = _read_json(root / "metrics" / "majority.json",
                           fix="run `snakemake metrics/majority.json` (vladapter evaluate --majority)")
     for modality in experiments.MODALITIES:
         tasks = experiments.tasks(config, modality)
         if tasks and any(r.modality == modality for r in rows):
             scores = {t: majority["scores"][t] for t in tasks if t in majority.get("scores", {})}
+            only = [t for t in tasks if t in (majority.get("submission_only") or [])]
             rows.append(Row(modality, "", "majority", "majority answer (baseline)", None,
-                            None, None, None, scores))
+                            None, None, None, scores, only))
     return rows
 
 
@@ -113,7 +115,19 @@ def markdown_table(config: Mapping[str, Any], rows: list[Row]) -> str:
                 cells = [r.label, _percent(r.percent)] + [_fmt(r.scores.get(t)) for t in tasks]
                 out.append("| " + " | ".join(cells + [_fmt(r.average(tasks))]) + " |")
             out.append("")
+            only = submission_only(rows, modality, lm)
+            if only:
+                names = ", ".join(BENCHMARK.get(t, t) for t in only)
+                out += [f"Submission only (the {config['evaluate'].get('split', 'test')} split has no labels): "
+                        f"{names}: predictions in the benchmark's format under predictions/{lm}/<run>/, "
+                        "for the leaderboard; shown as -.", ""]
     return "\n".join(out)
+
+
+def submission_only(rows: list[Row], modality: str, lm: str) -> list[str]:
+    """Tasks that some run of (modality, LM) could only submit, in first-seen order."""
+    tasks = [t for r in rows if r.modality == modality and r.lm == lm for t in r.submission_only]
+    return list(dict.fromkeys(tasks))
 
 
 def scores_csv(config: Mapping[str, Any], rows: list[Row]) -> str:
