@@ -22,15 +22,17 @@ rule toyworld:
         " --workers {threads} > {log:q} 2>&1"
 
 
-# Only datasets without a folder (TO_DOWNLOAD): a folder the user has is never an output.
-# Local: cluster compute nodes often have no internet.
+# Its output is the list of verified files, not the data folder: Snakemake deletes a failed
+# job's outputs, and the folder holds verified files, partial downloads to resume, or the
+# user's own data (which `vladapter download` only reads). Only datasets without a folder
+# (TO_DOWNLOAD) are downloaded. Local: cluster compute nodes often have no internet.
 localrules:
     download,
 
 
 rule download:
     output:
-        directory(f"{RAW_DIR}/{{dataset}}"),
+        f"{RAW_DIR}/{{dataset}}.download.json",
     wildcard_constraints:
         dataset=_alternatives(TO_DOWNLOAD),
     params:
@@ -45,7 +47,7 @@ rule download:
     conda:
         ENV
     shell:
-        "vladapter download {wildcards.dataset} --out {params.raw_dir:q} > {log:q} 2>&1"
+        "vladapter download {wildcards.dataset:q} --out {params.raw_dir:q} --manifest {output:q} > {log:q} 2>&1"
 
 
 rule prepare:

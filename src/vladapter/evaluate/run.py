@@ -114,7 +114,8 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
         for name, td in split_data.items():
             preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
                             batch_size=cfg.batch_size, num_beams=cfg.num_beams,
-                            max_new_tokens=cfg.max_new_tokens, device=dev, desc=f"evaluate {name} ({split})")
+                            max_new_tokens=cfg.max_new_tokens, device=dev, desc=f"evaluate {name} ({split})",
+                            precision=cfg.precision)
             # the submission first: a split without labels still yields the leaderboard file
             path = td.task.write_submission(folder / name, preds, td.records)
             submissions.setdefault(split, {})[name] = str(path)
