@@ -3,7 +3,7 @@ import json
 import pytest
 
 from vladapter.errors import DataError
-from vladapter.utils.io import atomic_path, read_jsonl, write_json
+from vladapter.utils.io import atomic_path, read_jsonl, save_safetensors, write_json
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -30,3 +30,20 @@ def test_read_jsonl_names_bad_line(tmp_path):
     with pytest.raises(DataError) as e:
         next(it)
     assert "line 2" in str(e.value) and str(p) in str(e.value)
+
+
+def test_safetensors_bytes_depend_only_on_tensors_and_metadata(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    tensors = {"b.weight": torch.arange(6.0).reshape(2, 3), "a.bias": torch.ones(3, dtype=torch.float16)}
+    metadata = {"method": '{"kind": "adapter"}', "model": "tiny-t5", "format": "pt", "zeta": "\u00e9\n"}
+    digests = set()
+    for i in range(12):  # the header's metadata order used to vary between calls
+        save_safetensors(tensors, tmp_path / f"{i}.safetensors", metadata=metadata)
+        digests.add((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(digests) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{i}.safetensors" for i in range(12))
+    with safe_open(str(tmp_path / "0.safetensors"), framework="pt") as f:
+        assert f.metadata() == metadata
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())

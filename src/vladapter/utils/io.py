@@ -56,6 +56,31 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
     return n
 
 
+def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` (name -> torch tensor) and ``metadata`` to ``path`` as safetensors,
+    atomically. The same tensors and metadata always give the same bytes, so DVC sees no
+    change after an identical retrain: safetensors writes its header's metadata in hash-map
+    order (it varies between calls), so the header is rewritten with the metadata sorted."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        unsorted = tmp.with_name(tmp.name + ".unsorted")
+        try:
+            save_file(tensors, str(unsorted), metadata=metadata)
+            with open(unsorted, "rb") as src, open(tmp, "wb") as dst:
+                header = json.loads(src.read(int.from_bytes(src.read(8), "little")))
+                if "__metadata__" in header:  # first, as safetensors writes it
+                    header = {"__metadata__": dict(sorted(header.pop("__metadata__").items())), **header}
+                text = json.dumps(header, separators=(",", ":")).encode()
+                text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes
+                dst.write(len(text).to_bytes(8, "little") + text)
+                shutil.copyfileobj(src, dst)  # the tensor data, unchanged
+        finally:
+            unsorted.unlink(missing_ok=True)
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Yield the objects of a JSON-lines file; a bad line raises DataError naming it."""
     from vladapter.errors import DataError
