@@ -140,3 +140,31 @@ def test_text_target_video_qa_trains_and_evaluates_by_choice_words(world, tmp_pa
     assert len(submitted) == len(test) and all(0 <= s["answer_idx"] < len(r.choices) for s, r in zip(submitted, test))
     accuracy = 100 * sum(s["answer_idx"] == r.answer_idx for s, r in zip(submitted, test)) / len(test)
     assert json.loads(metrics.read_text())["scores"]["tvqa"] == pytest.approx(accuracy)
+
+
+def test_seeds_train_and_evaluate_in_one_process_each(world, tmp_path):
+    """train --seeds: one model per seed (seed-<n>/); the same seed again gives the same
+    bytes; evaluate --seeds: every seed's scores and their mean, predictions per seed."""
+    torch.set_num_threads(1)
+    data = ["--prepared", str(world["prepared"]), "--features", str(world["features"]),
+            "--tokenizer", str(world["tokenizer"]), "--n-video-frames", "8"]
+    common = ["train", "--method", "single_adapter", "--tasks", "tvqa", "--steps", "6", "--batch-size", "8",
+              "--lr", "1e-3", "--checkpoint-every", "0", *data]
+    run, again = tmp_path / "tiny-t5" / "video-single_adapter", tmp_path / "again"
+    assert main([*common, "--out", str(run), "--seeds", "0", "1"]) == 0
+    assert main([*common, "--out", str(again), "--seeds", "1"]) == 0
+    weights = {s: (run / f"seed-{s}" / "adapter.safetensors").read_bytes() for s in (0, 1)}
+    assert weights[0] != weights[1]
+    assert (again / "seed-1" / "adapter.safetensors").read_bytes() == weights[1]
+    assert [json.loads((run / f"seed-{s}" / "train.json").read_text())["config"]["seed"] for s in (0, 1)] == [0, 1]
+
+    out, preds = tmp_path / "metrics.json", tmp_path / "predictions"
+    assert main(["evaluate", "--model", str(run), "--seeds", "0", "1", "--out", str(out),
+                 "--predictions", str(preds)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["run"] == "video-single_adapter" and set(metrics["seeds"]) == {"0", "1"}
+    per_seed = [metrics["seeds"][s]["scores"]["tvqa"] for s in ("0", "1")]
+    assert metrics["scores"]["tvqa"] == pytest.approx(sum(per_seed) / 2)
+    for s in ("0", "1"):
+        submitted = (preds / f"seed-{s}" / "tvqa.jsonl").read_text().splitlines()
+        assert len(submitted) == metrics["seeds"][s]["tasks"]["tvqa"]["n"] > 0

@@ -117,6 +117,7 @@ rule train:
         init=lambda w, input: f"--init {input.init}" if "init" in input.keys() else "",
         tokenizer=tokenizer_arg,
         data=lambda w: data_args(run_of(w).modality),
+        seeds=lambda w: list(run_of(w).seeds),  # one process trains every seed (models/<lm>/<run>/seed-<n>)
         # what this run's result depends on: a change here (and only here) retrains it
         settings=lambda w: canonical(X.train_settings(config, run_of(w))),
         launcher=launcher,
@@ -132,4 +133,4 @@ rule train:
     shell:
         "{params.launcher}vladapter train --config {params.config} --out {output}"
         " --lm {params.lm} --method {params.method} --tasks {params.tasks} {params.init}"
-        " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        " --seeds {params.seeds:q} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"

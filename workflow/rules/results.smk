@@ -11,6 +11,7 @@ rule evaluate:
         config=CONFIG,
         settings=canonical(config["evaluate"]),
         device=device(),
+        seeds=lambda w: list(run_of(w).seeds),  # each seed's model, in one process
     log:
         "logs/evaluate/{lm}/{run}.log",
     benchmark:
@@ -22,7 +23,7 @@ rule evaluate:
         ENV
     shell:
         "vladapter evaluate --config {params.config} --model {input.model} --out {output.metrics}"
-        " --predictions {output.predictions} --device {params.device} > {log} 2>&1"
+        " --predictions {output.predictions} --device {params.device} --seeds {params.seeds:q} > {log} 2>&1"
 
 
 rule majority:

@@ -14,12 +14,18 @@ under --predictions: vqa.json [{question_id, answer}], gqa.json [{questionId,
 prediction}], nlvr.csv (identifier,prediction), caption.json [{image_id, caption}],
 tvqa/how2qa.jsonl {qid, answer_idx}, tvc/yc2c.jsonl {clip_id, vid_name, ts, descs}.
 --majority scores the train-majority answer of each task with the same metrics.
+
+With --seeds, --model holds one trained model per seed (seed-<n>/, `vladapter train
+--seeds`): each is scored in this process, predictions go to <predictions>/seed-<n>/, and
+the metrics JSON holds every seed's {"tasks", "scores", "average"} under "seeds" and
+their means as "scores" and "average" (the report adds the spread).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from statistics import mean
 
 from vladapter.data.records import DATASET_TASK
 from vladapter.errors import ConfigError
@@ -36,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", nargs="+",
                         help="datasets of the majority baseline, e.g. vqav2,gqa,nlvr2,coco (default: all)")
     parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help="score the model of each seed in --model/seed-<n> (vladapter train --seeds)")
     add_config_flags(parser, EvaluateConfig)
 
 
@@ -54,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         run_name, lm_name = model_dir.name, model_dir.parent.name
         out = Path(args.out or f"metrics/{lm_name}/{run_name}.json")
         predictions = Path(args.predictions or f"predictions/{lm_name}/{run_name}")
-        metrics = evaluate_run(model_dir, cfg, out, predictions, device=args.device)
+        metrics = evaluate_run(model_dir, cfg, out, predictions, device=args.device, seeds=args.seeds)
     for task, score in metrics["scores"].items():
         print(f"{task:>8}: {score:7.2f}")
     print(f" average: {metrics['average']:7.2f}")
@@ -70,10 +78,12 @@ def _with_run_defaults(cfg: EvaluateConfig, train_cfg: dict) -> EvaluateConfig:
 
 
 def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, predictions_dir: str | Path,
-                 device: str | None = None) -> dict:
-    """Score the trained run in ``model_dir`` on ``cfg.split``; writes metrics and predictions."""
+                 device: str | None = None, seeds: list[int] | None = None) -> dict:
+    """Score the trained run in ``model_dir`` on ``cfg.split``; writes metrics and predictions.
+    With ``seeds``: the model of each seed (``model_dir/seed-<n>``), on data loaded once."""
     import torch
 
+    from vladapter.experiments import seed_dir
     from vladapter.train.config import task_options
     from vladapter.train.data import Features, load_task_data
     from vladapter.train.model import load_run_tokenizer, load_trained
@@ -82,22 +92,33 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     from vladapter.evaluate.predict import predict
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, info = load_trained(model_dir, dev)
-    train_cfg = info["config"]
-    cfg = _with_run_defaults(cfg, train_cfg)
-    tokenizer = load_run_tokenizer(cfg.tokenizer, train_cfg["lm"])
-    features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
-    data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, task_options(train_cfg))
-    per_task = {}
-    for name, td in data.items():
-        preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
-                        batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
-                        device=dev, desc=f"evaluate {name}")
-        per_task[name] = {**td.task.score(preds, td.records), "n": len(td.records)}
-        td.task.write_submission(Path(predictions_dir) / name, preds, td.records)
-    metrics = _summary(per_task, data)
+    folders = {None: str(model_dir)} if seeds is None else {s: seed_dir(str(model_dir), s) for s in seeds}
+    per_seed, data = {}, None
+    for seed, folder in folders.items():
+        model, info = load_trained(folder, dev)
+        if data is None:  # every seed of a run has the same data settings
+            train_cfg = info["config"]
+            cfg = _with_run_defaults(cfg, train_cfg)
+            tokenizer = load_run_tokenizer(cfg.tokenizer, train_cfg["lm"])
+            features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
+            data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, task_options(train_cfg))
+        predictions = Path(predictions_dir if seed is None else seed_dir(str(predictions_dir), seed))
+        per_task = {}
+        for name, td in data.items():
+            preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
+                            batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
+                            device=dev, desc=f"evaluate {name}" + ("" if seed is None else f" (seed {seed})"))
+            per_task[name] = {**td.task.score(preds, td.records), "n": len(td.records)}
+            td.task.write_submission(predictions / name, preds, td.records)
+        per_seed[seed] = _summary(per_task, data)
     metrics = {"run": Path(model_dir).name, "lm": train_cfg["lm"], "method": train_cfg["method"],
-               "split": cfg.split, "params": info.get("params"), **metrics}
+               "split": cfg.split, "params": info.get("params")}
+    if seeds is None:
+        metrics.update(per_seed[None])
+    else:
+        scores = {t: mean(m["scores"][t] for m in per_seed.values()) for t in per_seed[seeds[0]]["scores"]}
+        metrics.update(seeds={str(s): m for s, m in per_seed.items()}, scores=scores,
+                       average=mean(m["average"] for m in per_seed.values()))
     write_json(out, metrics)
     return metrics
 

@@ -8,6 +8,9 @@ of the run together with the paper's round-robin sampler, and writes the run fol
     <out>/dvclive/                            loss, lr and per-task losses per step
     <out>/checkpoints/step-N/                 resumable state while the run is unfinished
 
+With --seeds (train.seeds) the run is trained once per seed into <out>/seed-<n>/, one
+after the other in this process (Python, torch and transformers start once).
+
 Run it under `torchrun --nproc_per_node N` for DDP (gloo on CPU, NCCL on GPU).
 --resume continues a killed run from its last checkpoint to the same final weights.
 """
@@ -36,9 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from vladapter.experiments import seed_dir
+
     cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig))
-    out = Path(args.out or default_run_dir(cfg.lm, cfg.method))
-    train(cfg, out, resume=args.resume)
+    out = str(args.out or default_run_dir(cfg.lm, cfg.method))
+    if cfg.seeds is None:
+        train(cfg, out, resume=args.resume)
+    for seed in cfg.seeds or []:
+        print(f"seed {seed}: {seed_dir(out, seed)}", flush=True)
+        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(out, seed), resume=args.resume)
     return 0
 
 
