@@ -73,6 +73,9 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     assert len(expected) == len(config["methods"]["image"]) + len(config["methods"]["video"]) + 2
     assert "--init models/pretrain/tiny-t5" in commands["image-single_adapter"]
     assert "--init" not in commands["image-single_adapter-nopt"]
+    # every seed of a run in one training job and one evaluation job
+    assert all("--seeds 0 1 2 " in c for c in commands.values())
+    assert re.search(r"vladapter evaluate .*--model models/tiny-t5/image-single_lora .*--seeds 0 1 2 ", out)
     assert "--tasks tvqa how2qa tvc yc2c" in commands["video-single_lora"]
     # video runs start from the video-pre-trained backbone, which continues the image one
     assert "--init models/pretrain-video/tiny-t5" in commands["video-single_adapter"]
@@ -83,6 +86,16 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     assert matching is not None
     image_pretrain = re.search(r"vladapter pretrain .*--out models/pretrain/tiny-t5 .*", out).group(0)
     assert "--init models/pretrain-matching/tiny-t5" in image_pretrain
+
+
+def test_full_toy_config_is_the_default_with_every_preset():
+    from vladapter.petl.registry import PRESETS
+
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    full = yaml.safe_load((REPO / "config" / "toy-full.yaml").read_text())
+    assert full["methods"]["image"] == list(PRESETS)
+    assert {**full, "methods": None} == {**default, "methods": None}
+    assert set(default["methods"]["image"]) < set(PRESETS) and default["train"]["seeds"] == [0, 1, 2]
 
 
 def test_dvc_yaml_is_generated_from_the_workflow():
@@ -118,17 +131,19 @@ def test_smoke_workflow_produces_table_plots_and_metrics(smoke_run):
         metrics = json.loads((work / run.metrics_path).read_text())
         tasks = experiments.tasks(SMOKE, run.modality)
         assert set(metrics["scores"]) == set(tasks)
+        assert set(metrics["seeds"]) == {str(s) for s in SMOKE["train"]["seeds"]}  # each seed's, one job
         assert 0 < metrics["params"]["percent"] <= 100
     rows = list(csv.DictReader(io.StringIO((work / "results" / "scores.csv").read_text())))
     assert len(rows) == len(runs) + 2  # + a majority row per modality
     table = (work / "results" / "table.md").read_text()
     assert table.count("majority answer (baseline)") == 2 and "| single adapter |" in table
+    assert " ± " in table and "pairs of runs with several seeds" in table
     for png in ("params_vs_score.png", "curves.png"):
         assert (work / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # every job logged and benchmarked
     assert (work / "logs" / "benchmarks" / "train" / "tiny-t5" / "image-single_adapter.tsv").exists()
     # the video run started from the video pre-training stage (on tvqa: smoke has no captions)
-    video = json.loads((work / "models" / "tiny-t5" / "video-single_adapter" / "train.json").read_text())
+    video = json.loads((work / "models" / "tiny-t5" / "video-single_adapter" / "seed-0" / "train.json").read_text())
     assert video["config"]["init"] == "models/pretrain-video/tiny-t5"
     image = json.loads((work / "models" / "pretrain" / "tiny-t5" / "pretrain.json").read_text())
     assert image["config"]["init"] == "models/pretrain-matching/tiny-t5"
