@@ -192,3 +192,21 @@ def test_multi_gpu_training_runs_under_torchrun(tmp_path):
                          for t in train)
     assert "gpu=4" in out  # the resource the SLURM executor turns into --gpus
     assert re.search(r"vladapter evaluate .*--device cuda", out)
+
+
+def test_stage_times_sums_the_job_benchmarks_per_stage(tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for name, wall, cpu in (("toyworld.tsv", 10.0, 8.0), ("train/tiny-t5/image-a.tsv", 30.0, 20.0),
+                            ("train/tiny-t5/image-b.tsv", 50.0, 40.0), ("report.tsv", 5.0, "NA")):
+        path = tmp_path / "benchmarks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{wall}\t0:00:10\t1\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+    proc = subprocess.run([sys.executable, "workflow/scripts/stage_times.py", "--logs", str(tmp_path / "benchmarks")],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[2:] == ["| train | 2 | 80.0 | 60.0 | 30.0 | 88 % |", "| toyworld | 1 | 10.0 | 8.0 | 8.0 | 12 % |",
+                         "| report | 1 | 5.0 | 0.0 | 0.0 | 0 % |", "| all | 4 | 95.0 | 68.0 | | 100 % |"]
+    empty = subprocess.run([sys.executable, "workflow/scripts/stage_times.py", "--logs", str(tmp_path / "none")],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "run the workflow first" in empty.stderr
