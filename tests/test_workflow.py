@@ -88,6 +88,19 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     assert "--init models/pretrain-matching/tiny-t5" in image_pretrain
 
 
+def test_runs_take_their_seeds_from_train_seeds_with_the_video_override():
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["train"].update(seeds=[3, 1], seed=7)
+    config["train"]["video"]["seeds"] = [5]
+    assert {r.name: r.seeds for r in experiments.runs(config)} == {
+        "image-full_finetuning": (3, 1), "image-single_adapter": (3, 1), "video-single_adapter": (5,)}
+    del config["train"]["seeds"], config["train"]["video"]["seeds"]  # no list: the one train.seed
+    assert {r.seeds for r in experiments.runs(config)} == {(7,)}
+    run = experiments.runs(config)[0]
+    assert run.seed_dir(7) == "models/tiny-t5/image-full_finetuning/seed-7"
+    assert experiments.train_settings(config, run)["seeds"] == [7]  # part of what retrains the run
+
+
 def test_full_toy_config_is_the_default_with_every_preset():
     from vladapter.petl.registry import PRESETS
 
