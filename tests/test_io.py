@@ -47,3 +47,19 @@ def test_safetensors_bytes_depend_only_on_tensors_and_metadata(tmp_path):
     with safe_open(str(tmp_path / "0.safetensors"), framework="pt") as f:
         assert f.metadata() == metadata
         assert all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+
+
+def test_whole_model_checkpoints_with_tied_weights_are_byte_identical(tmp_path):
+    import torch
+
+    from vladapter.models import build_vl_model
+    from vladapter.models.vl_model import VLModel
+
+    torch.manual_seed(0)
+    model = build_vl_model("tiny-t5", feat_dim=8, n_vis_tokens=2, vocab_size=40)
+    for i in range(6):  # the tied embeddings' names are metadata: their order used to vary
+        model.save_pretrained(tmp_path / str(i))
+    files = {(tmp_path / str(i) / "model.safetensors").read_bytes() for i in range(6)}
+    assert len(files) == 1
+    loaded = VLModel.from_pretrained(tmp_path / "0")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -58,17 +58,31 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
 
 def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` (name -> torch tensor) and ``metadata`` to ``path`` as safetensors,
-    atomically. The same tensors and metadata always give the same bytes, so DVC sees no
-    change after an identical retrain: safetensors writes its header's metadata in hash-map
-    order (it varies between calls), so the header is rewritten with the metadata sorted."""
-    import shutil
-
+    atomically; the same tensors and metadata always give the same bytes."""
     from safetensors.torch import save_file
+
+    _write_safetensors(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def save_model_safetensors(model, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_model`` (tied weights stored once, named in the metadata) to
+    ``path``, atomically; the same parameters and metadata always give the same bytes."""
+    from safetensors.torch import save_model
+
+    _write_safetensors(path, lambda tmp: save_model(model, str(tmp), metadata=metadata))
+
+
+def _write_safetensors(path: str | os.PathLike, write) -> None:
+    """Let ``write(tmp)`` write a safetensors file, then publish it at ``path`` with the
+    header's metadata sorted. safetensors writes the metadata in hash-map order, which
+    varies from call to call: without this DVC would see a change after every identical
+    retrain."""
+    import shutil
 
     with atomic_path(path, suffix=".safetensors") as tmp:
         unsorted = tmp.with_name(tmp.name + ".unsorted")
         try:
-            save_file(tensors, str(unsorted), metadata=metadata)
+            write(unsorted)
             with open(unsorted, "rb") as src, open(tmp, "wb") as dst:
                 header = json.loads(src.read(int.from_bytes(src.read(8), "little")))
                 if "__metadata__" in header:  # first, as safetensors writes it
