@@ -126,7 +126,9 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if dist.is_main:
             _save_backbone(model, out)
-            write_json(out / INFO_FILE, info)
+            # the timing goes to the log: the same settings give the same bytes (DVC)
+            write_json(out / INFO_FILE, {k: v for k, v in info.items() if k not in ("seconds", "finished")})
+            print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {info['finished']}")
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
         return info
     finally:

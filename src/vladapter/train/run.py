@@ -110,7 +110,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str 
         if dist.is_main:
             model.eval()
             petl.save(model, out / ADAPTER_FILE)
-            write_json(out / TRAIN_INFO, info)  # last: its presence marks a finished run
+            # last: its presence marks a finished run. Without the timing (printed to the log
+            # instead): the same settings give the same bytes, so DVC sees no change
+            write_json(out / TRAIN_INFO, {k: v for k, v in info.items() if k not in ("seconds", "finished")})
+            print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {info['finished']}")
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
         return info
     finally:
