@@ -8,7 +8,9 @@ stage is the first path component below that folder (the file's name for top-lev
 files: toyworld, majority, report). Prints a Markdown table: jobs, wall seconds and CPU
 seconds summed over the stage's jobs, CPU seconds per job, and each stage's share of
 the CPU seconds. Jobs run side by side, so the wall seconds add up to more than the
-run took; on a machine shared with other work the CPU seconds are the steadier measure.
+run took. On an idle machine the wall seconds are the measure; on one shared with other
+work they are mostly waiting, and the CPU seconds say more, but Snakemake samples them
+(each second, after 30 s every 30 s), so they fall short by up to one interval per job.
 """
 
 from __future__ import annotations
