@@ -8,7 +8,10 @@ Each rule runs one `vladapter <command>`; the graph is defined here only (dvc.ya
 generated from it: workflow/scripts/dvc_yaml.py). See docs/workflow.md.
 """
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
+
+from vladapter.config_schema import yaml_problem
 
 min_version("9.0")
 
@@ -16,6 +19,9 @@ min_version("9.0")
 # The toy default, unless config files are given (--configfile): each config file is
 # complete on its own, so the paper's configs never inherit toy values.
 if not workflow.overwrite_configfiles:
+    # a syntax error named by file and line (Snakemake's own message names neither)
+    if problem := yaml_problem("config/config.yaml"):
+        raise WorkflowError(problem)
 
     configfile: "config/config.yaml"
 

@@ -39,7 +39,7 @@ def test_bad_config_is_refused_before_any_job(tmp_path, edit, named):
     proc = snakemake(work, "--configfile", "bad.yaml", check=False, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "Error validating config file" in out and named in out
+    assert "invalid config (" in out and "bad.yaml" in out and named in out
     # nothing ran, nothing was written
     assert not (work / "data").exists() and not (work / "logs").exists()
 

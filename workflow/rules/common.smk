@@ -5,13 +5,17 @@ import os
 import re
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vladapter import experiments as X
+from vladapter.config_schema import config_problems
 from vladapter.utils.io import write_text
 
 
 # Before any job: a wrong key or value stops here with a message naming it.
+if problems := config_problems(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles):
+    raise WorkflowError(problems)
 validate(config, "../schemas/config.schema.yaml")
 
 TOY = config["world"]["kind"] == "toy"
@@ -213,11 +217,12 @@ def tokenizer_arg(wildcards, input):
 
 
 def data_args(modality):
-    """Where training reads records and features, and their shape (config `features`)."""
+    """Where training reads records and features, and their shape (config `features`), as
+    an argument list (the shell command quotes each: `{params.data:q}`)."""
     f = config["features"]
-    return (f"--prepared data/prepared --features data/features"
-            f" --backbone {X.name_key(config['backbone'][modality])}"
-            f" --n-image-tokens {f['n_image_tokens']} --n-video-frames {f['n_video_frames']}")
+    return ["--prepared", "data/prepared", "--features", "data/features",
+            "--backbone", X.name_key(config["backbone"][modality]),
+            "--n-image-tokens", f["n_image_tokens"], "--n-video-frames", f["n_video_frames"]]
 
 
 def device():

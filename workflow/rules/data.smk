@@ -17,8 +17,8 @@ rule toyworld:
     conda:
         ENV
     shell:
-        "vladapter toyworld --out data/raw --scale {params.scale} --seed {params.seed}"
-        " --workers {threads} > {log} 2>&1"
+        "vladapter toyworld --out data/raw --scale {params.scale:q} --seed {params.seed:q}"
+        " --workers {threads} > {log:q} 2>&1"
 
 
 rule download:
@@ -34,7 +34,7 @@ rule download:
     conda:
         ENV
     shell:
-        "vladapter download {wildcards.dataset} --out data/raw > {log} 2>&1"
+        "vladapter download {wildcards.dataset} --out data/raw > {log:q} 2>&1"
 
 
 rule prepare:
@@ -54,7 +54,7 @@ rule prepare:
         ENV
     shell:
         "vladapter prepare --dataset {wildcards.dataset} --raw data/raw --out data/prepared"
-        " > {log} 2>&1"
+        " > {log:q} 2>&1"
 
 
 rule sample_frames:
@@ -77,5 +77,5 @@ rule sample_frames:
         ENV
     shell:
         "vladapter sample-frames --dataset {wildcards.dataset} --videos data/raw/{wildcards.dataset}/videos"
-        " --output {output} --{params.mode} {params.value} --size {params.size} --workers {threads}"
-        " > {log} 2>&1"
+        " --output {output:q} --{params.mode:q} {params.value:q} --size {params.size:q} --workers {threads}"
+        " > {log:q} 2>&1"

@@ -21,8 +21,8 @@ rule train_toy_clip:
     conda:
         ENV
     shell:
-        "vladapter train-toy-clip --captions data/raw/pretrain/dataset_pretrain.json --vision {params.vision}"
-        " --output {output} --steps {params.steps} --threads {threads} > {log} 2>&1"
+        "vladapter train-toy-clip --captions data/raw/pretrain/dataset_pretrain.json --vision {params.vision:q}"
+        " --output {output:q} --steps {params.steps:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule extract_features:
@@ -47,9 +47,9 @@ rule extract_features:
     conda:
         ENV
     shell:
-        "vladapter extract-features --source {wildcards.source} --input {params.input}"
-        " --backbone {params.backbone} --output {output} --batch-size {params.batch_size}"
-        " --device {params.device} --workers {threads} --threads {threads} > {log} 2>&1"
+        "vladapter extract-features --source {wildcards.source} --input {params.input:q}"
+        " --backbone {params.backbone:q} --output {output:q} --batch-size {params.batch_size:q}"
+        " --device {params.device:q} --workers {threads} --threads {threads} > {log:q} 2>&1"
 
 
 rule probe:
@@ -70,6 +70,6 @@ rule probe:
     conda:
         ENV
     shell:
-        "vladapter probe --features {input.features}"
-        " --attributes data/raw/{wildcards.source}/toy_attributes.json --n-tokens {params.n_tokens}"
-        " --out {output} > {log} 2>&1"
+        "vladapter probe --features {input.features:q}"
+        " --attributes data/raw/{wildcards.source}/toy_attributes.json --n-tokens {params.n_tokens:q}"
+        " --out {output:q} > {log:q} 2>&1"

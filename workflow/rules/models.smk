@@ -16,7 +16,7 @@ rule build_tokenizer:
     conda:
         ENV
     shell:
-        "vladapter build-tokenizer --prepared data/prepared --out {output} > {log} 2>&1"
+        "vladapter build-tokenizer --prepared data/prepared --out {output:q} > {log:q} 2>&1"
 
 
 rule pretrain_matching:
@@ -42,8 +42,8 @@ rule pretrain_matching:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --matching --config {params.config} --out {output}"
-        " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        "{params.launcher}vladapter pretrain --matching --config {params.config:q} --out {output:q}"
+        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule pretrain:
@@ -56,7 +56,7 @@ rule pretrain:
         lm=lambda w: LMS[w.lm],
         # what the backbone depends on (not which runs use it)
         settings=pretrain_settings(),
-        init=lambda w, input: f"--init {input.init}" if "init" in input.keys() else "",
+        init=lambda w, input: ["--init", input.init] if "init" in input.keys() else [],
         tokenizer=tokenizer_arg,
         data=data_args("image"),
         launcher=launcher,
@@ -71,8 +71,8 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --config {params.config} --out {output} {params.init}"
-        " --lm {params.lm} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        "{params.launcher}vladapter pretrain --config {params.config:q} --out {output:q} {params.init:q}"
+        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule pretrain_video:
@@ -83,7 +83,7 @@ rule pretrain_video:
     params:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
-        tasks=" ".join(VIDEO_PRETRAIN),
+        tasks=VIDEO_PRETRAIN,
         settings=pretrain_settings("video"),
         tokenizer=tokenizer_arg,
         data=data_args("video"),
@@ -99,9 +99,9 @@ rule pretrain_video:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --config {params.config} --out {output}"
-        " --lm {params.lm} --tasks {params.tasks} --init {input.init}"
-        " --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        "{params.launcher}vladapter pretrain --config {params.config:q} --out {output:q}"
+        " --lm {params.lm:q} --tasks {params.tasks:q} --init {input.init:q}"
+        " --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -113,8 +113,8 @@ rule train:
         config=CONFIG,
         lm=lambda w: LMS[w.lm],
         method=lambda w: run_of(w).method,
-        tasks=lambda w: " ".join(X.tasks(config, run_of(w).modality)),
-        init=lambda w, input: f"--init {input.init}" if "init" in input.keys() else "",
+        tasks=lambda w: X.tasks(config, run_of(w).modality),
+        init=lambda w, input: ["--init", input.init] if "init" in input.keys() else [],
         tokenizer=tokenizer_arg,
         data=lambda w: data_args(run_of(w).modality),
         seeds=lambda w: list(run_of(w).seeds),  # one process trains every seed (models/<lm>/<run>/seed-<n>)
@@ -131,6 +131,6 @@ rule train:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter train --config {params.config} --out {output}"
-        " --lm {params.lm} --method {params.method} --tasks {params.tasks} {params.init}"
-        " --seeds {params.seeds:q} --tokenizer {params.tokenizer} {params.data} > {log} 2>&1"
+        "{params.launcher}vladapter train --config {params.config:q} --out {output:q}"
+        " --lm {params.lm:q} --method {params.method:q} --tasks {params.tasks:q} {params.init:q}"
+        " --seeds {params.seeds:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"

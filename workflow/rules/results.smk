@@ -22,8 +22,8 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "vladapter evaluate --config {params.config} --model {input.model} --out {output.metrics}"
-        " --predictions {output.predictions} --device {params.device} --seeds {params.seeds:q} > {log} 2>&1"
+        "vladapter evaluate --config {params.config:q} --model {input.model:q} --out {output.metrics:q}"
+        " --predictions {output.predictions:q} --device {params.device:q} --seeds {params.seeds:q} > {log:q} 2>&1"
 
 
 rule majority:
@@ -46,8 +46,8 @@ rule majority:
     conda:
         ENV
     shell:
-        "vladapter evaluate --majority --config {params.config} --datasets {params.datasets}"
-        " --prepared data/prepared --split {params.split} --out {output} > {log} 2>&1"
+        "vladapter evaluate --majority --config {params.config:q} --datasets {params.datasets:q}"
+        " --prepared data/prepared --split {params.split:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -74,4 +74,4 @@ rule report:
     conda:
         ENV
     shell:
-        "vladapter report --config {params.config} --out results > {log} 2>&1"
+        "vladapter report --config {params.config:q} --out results > {log:q} 2>&1"

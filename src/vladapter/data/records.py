@@ -73,8 +73,68 @@ class Record:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Record":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        """The Record of a prepared line; ValueError naming the field when a field is unknown,
+        a required one (REQUIRED) is missing, or a value has the wrong type (FIELD_TYPES)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a record is a JSON object, not {type(d).__name__}")
+        unknown = sorted(set(d) - set(FIELD_TYPES))
         if unknown:
-            raise KeyError(f"unknown Record fields: {sorted(unknown)}")
+            raise ValueError(f"unknown fields {unknown} (known: {', '.join(FIELD_TYPES)})")
+        missing = [name for name in REQUIRED if name not in d]
+        if missing:
+            raise ValueError(f"missing fields {missing}")
+        for name, value in d.items():
+            check, expected = FIELD_TYPES[name]
+            if not check(value):
+                raise ValueError(f"field {name!r} is {json_type(value)} {_short(value)}, expected {expected}")
         return cls(**d)
+
+
+# Fields every prepared record has (Record.to_dict writes all of them; these carry meaning
+# even when empty, so a line without one was not written by `vladapter prepare`).
+REQUIRED = ("uid", "task", "split", "source", "images", "video", "text", "targets")
+
+
+def _is_str(v) -> bool:
+    return isinstance(v, str)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _str_list(v) -> bool:
+    return isinstance(v, list) and all(map(_is_str, v))
+
+
+# field -> (check, what it should be): the JSON types of Record's fields
+FIELD_TYPES = {
+    "uid": (lambda v: _is_str(v) and v != "", "a non-empty string"),
+    "task": (lambda v: v in DATASET_TASK.values(), f"one of {', '.join(DATASET_TASK.values())}"),
+    "split": (lambda v: _is_str(v) and v != "", "a non-empty string"),
+    "source": (lambda v: _is_str(v) and v != "", "a non-empty string"),
+    "images": (_str_list, "a list of feature ids (strings)"),
+    "video": (lambda v: v is None or _is_str(v), "a feature id (string) or null"),
+    "span": (lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))),
+             "[start, end] in seconds or null"),
+    "text": (_is_str, "a string"),
+    "context": (_is_str, "a string"),
+    "targets": (lambda v: isinstance(v, dict) and all(map(_is_number, v.values())), "an object answer -> score"),
+    "references": (_str_list, "a list of strings"),
+    "choices": (_str_list, "a list of strings"),
+    "answer_idx": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null"),
+    "group": (lambda v: v is None or _is_str(v), "a string or null"),
+    "meta": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (what the user sees in the file)."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+             dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return f"({text[:40]}...)" if len(text) > 43 else f"({text})"

@@ -87,10 +87,13 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     from vladapter.train.config import task_options
     from vladapter.train.data import Features, load_task_data
     from vladapter.train.model import load_run_tokenizer, load_trained
-    from vladapter.utils.io import write_json
+    from vladapter.utils.io import ensure_writable, write_json
 
     from vladapter.evaluate.predict import predict
 
+    # generating takes long: a folder that cannot be written must stop us before, not after
+    ensure_writable(Path(out).parent)
+    ensure_writable(predictions_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     folders = {None: str(model_dir)} if seeds is None else {s: seed_dir(str(model_dir), s) for s in seeds}
     per_seed, data = {}, None
@@ -126,8 +129,9 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
 def majority_baseline(tasks: list[str], cfg: EvaluateConfig, out: str | Path) -> dict:
     """Each task's train-majority answer, scored on ``cfg.split`` with the task's metric."""
     from vladapter.train.data import load_task_data
-    from vladapter.utils.io import write_json
+    from vladapter.utils.io import ensure_writable, write_json
 
+    ensure_writable(Path(out).parent)
     prepared = cfg.prepared or "data/prepared"
     train = load_task_data(prepared, tasks, "train")
     test = load_task_data(prepared, tasks, cfg.split, cfg.max_examples)

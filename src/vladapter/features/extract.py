@@ -15,18 +15,22 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import h5py
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vladapter.errors import ConfigError, DataError
-from vladapter.features.backbones import VisionBackbone, load_backbone
 from vladapter.features.h5writer import ResumableH5Writer, root_ids
 from vladapter.features.preprocess import ClipPreprocess
+
+# torch and the backbones are imported inside the functions that use them, so that
+# `vladapter extract-features --help` answers without importing torch
+if TYPE_CHECKING:
+    import torch
+
+    from vladapter.features.backbones import VisionBackbone
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -49,8 +53,9 @@ def list_images(folder: str | Path) -> dict[str, Path]:
     return images
 
 
-class ImageCrops(Dataset):
-    """Item i -> (i, uint8 (1, S, S, 3) crop) or (i, error message) for an unreadable image."""
+class ImageCrops:
+    """Item i -> (i, uint8 (1, S, S, 3) crop) or (i, error message) for an unreadable image.
+    A map-style dataset for torch's DataLoader (``__getitem__`` and ``__len__``)."""
 
     def __init__(self, paths: list[Path], preprocess: ClipPreprocess):
         self.paths, self.preprocess = paths, preprocess
@@ -68,7 +73,7 @@ class ImageCrops(Dataset):
             return i, None, f"cannot read image ({e})"
 
 
-class FrameCrops(Dataset):
+class FrameCrops:
     """Item i -> (i, uint8 (T, S, S, 3) crops of video ids[i], timestamps). The HDF5 file is
     opened lazily in each worker process (h5py handles must not cross a fork)."""
 
@@ -102,7 +107,7 @@ def _as_is(item):
     return item
 
 
-def _batches(loader: DataLoader, batch_size: int) -> Iterator[list[tuple]]:
+def _batches(loader, batch_size: int) -> Iterator[list[tuple]]:
     """Group loader items into lists holding about ``batch_size`` frames/images."""
     batch, n = [], 0
     for item in loader:
@@ -116,6 +121,8 @@ def _batches(loader: DataLoader, batch_size: int) -> Iterator[list[tuple]]:
 
 
 def _encode(backbone: VisionBackbone, crops: list[np.ndarray], device: torch.device):
+    import torch
+
     pixels = backbone.preprocess.normalise(np.concatenate(crops)).to(device, non_blocking=True)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
     with autocast:
@@ -138,8 +145,12 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
     """Extract ``images`` (id -> path) or the videos of the frames HDF5 ``frames`` into ``output``.
 
     Ids already in ``output`` or in the shards of an interrupted run are skipped.
-    on_error "raise": an unreadable image raises DataError naming it; "skip": listed in the report.
+    on_error "raise": an unreadable image (or NaN/inf features) raises DataError naming it;
+    "skip": listed in the report.
     """
+    import torch
+    from torch.utils.data import DataLoader
+
     if (images is None) == (frames is None):
         raise ValueError("give exactly one of images= or frames=")
     if on_error not in ("raise", "skip"):
@@ -181,11 +192,21 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
                 start = 0
                 for i, crops, extra in good:
                     n = len(crops)
-                    if images is not None:
-                        writer.add(todo[i], grid[start], extra={"pooled": pooled[start]})
-                    else:
-                        writer.add(todo[i], pooled[start:start + n], attrs={"timestamps": extra})
+                    item = (grid[start], pooled[start]) if images is not None else (pooled[start:start + n],)
                     start += n
+                    if not all(np.isfinite(a).all() for a in item):
+                        # a NaN/inf feature would be scored silently as a wrong answer later
+                        where = images[todo[i]] if images is not None else frames
+                        message = "the backbone gave NaN or infinite features"
+                        if on_error == "raise":
+                            raise DataError(message, path=where, record=todo[i],
+                                            fix="check the backbone checkpoint (and the image), or pass --on-error skip")
+                        report.skipped.append((f"{where} ({todo[i]})", message))
+                        continue
+                    if images is not None:
+                        writer.add(todo[i], item[0], extra={"pooled": item[1]})
+                    else:
+                        writer.add(todo[i], item[0], attrs={"timestamps": extra})
                     report.written += 1
             bar.update(len(batch))
     except BaseException:
@@ -226,6 +247,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vladapter.features.backbones import load_backbone
+
     if args.threads:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

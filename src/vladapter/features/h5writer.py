@@ -13,8 +13,11 @@ rerun with different attributes refuses to mix the two (``--overwrite`` starts a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
+import resource
 import shutil
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import h5py
 import numpy as np
 
 from vladapter.errors import ConfigError, DataError
-from vladapter.utils.io import atomic_path, write_json
+from vladapter.utils.io import STORAGE_ERRNOS, atomic_path, write_json
 
 SIGNATURE = "signature"
 
@@ -115,12 +118,19 @@ class ResumableH5Writer:
             return
         last = self._shards()[-1:] if self.parts.exists() else []
         n = int(re.search(r"(\d+)", last[0].name).group(1)) + 1 if last else 0
-        with atomic_path(self.parts / f"shard-{n:06d}.h5") as tmp:
-            with h5py.File(tmp, "w") as f:
-                for id_, data, attrs, extra in self._buffer:
-                    _create(f, id_, data, attrs)
-                    for group, array in extra.items():
-                        _create(f.require_group(group), id_, np.asarray(array), {})
+        shard = self.parts / f"shard-{n:06d}.h5"
+        # built in memory, written with plain file writes: a full disk is then an OSError
+        # (atomic_path turns it into a DataError and removes the temporary file), where HDF5
+        # writing to a full disk crashes the process and leaves the temporary file behind
+        image = io.BytesIO()
+        with h5py.File(image, "w") as f:
+            for id_, data, attrs, extra in self._buffer:
+                _create(f, id_, data, attrs)
+                for group, array in extra.items():
+                    _create(f.require_group(group), id_, np.asarray(array), {})
+        _check_space(shard, image.getbuffer().nbytes)
+        with atomic_path(shard) as tmp:
+            tmp.write_bytes(image.getbuffer())
         self.done.update(id_ for id_, *_ in self._buffer)
         self._buffer.clear()
 
@@ -131,18 +141,51 @@ class ResumableH5Writer:
         if self._keep_existing and not shards:
             shutil.rmtree(self.parts, ignore_errors=True)
             return len(self.done)
-        with atomic_path(self.path, suffix=".h5.tmp") as tmp:
+        sources = ([self.path] if self._keep_existing else []) + shards
+        _check_space(self.path, sum(p.stat().st_size for p in sources) + (64 << 10))  # + HDF5's own structures
+        with atomic_path(self.path, suffix=".h5.tmp") as tmp, _write_errors(self.path):
             with h5py.File(tmp, "w") as dst:
                 for key, value in self.attrs.items():
                     dst.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
                 dst.attrs[SIGNATURE] = _signature(self.attrs)
-                sources = ([self.path] if self._keep_existing else []) + shards
                 for source in sources:
                     with self._open(source) as src:
                         _copy_all(src, dst)
                 n = len(root_ids(dst))
         shutil.rmtree(self.parts, ignore_errors=True)
         return n
+
+
+# what HDF5 says (it loses errno) when the file system refuses a write
+_STORAGE_MESSAGES = ("No space left", "Disk quota exceeded", "File too large", "Read-only file system",
+                     "Permission denied")
+
+
+def _check_space(path: Path, need: int) -> None:
+    """Refuse a write of about ``need`` bytes that cannot fit (free disk space, the process's
+    file-size limit) before HDF5 starts it: HDF5 handles a failed write badly (the process
+    crashes), so a full disk must be found first."""
+    free = shutil.disk_usage(path.parent).free
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    room = free if limit == resource.RLIM_INFINITY else min(free, limit)
+    if need > room:
+        what = f"{free / 2**20:.1f} MiB free" + ("" if room == free else f", file-size limit {limit / 2**20:.1f} MiB")
+        raise DataError(f"not enough space to write {need / 2**20:.1f} MiB ({what})", path=path,
+                        fix="free space on that disk (or write elsewhere) and rerun: completed ids are kept")
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path):
+    """A write the file system refuses (full disk, file-size limit) as a DataError naming ``path``;
+    the temporary file is removed by ``atomic_path`` and the completed shards are kept."""
+    try:
+        yield
+    except OSError as e:
+        reason = next((m for m in _STORAGE_MESSAGES if m in str(e)), None)
+        if reason is None and e.errno not in STORAGE_ERRNOS:
+            raise
+        raise DataError(f"cannot write HDF5 ({reason or e.strerror})", path=path,
+                        fix="free space on that disk (or write elsewhere) and rerun: completed ids are kept") from None
 
 
 def _create(group: h5py.Group, name: str, data: np.ndarray, attrs: dict) -> None:

@@ -10,10 +10,13 @@ config: 224 for the OpenAI checkpoints, 64 for the toy CLIP), never a hard-coded
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -55,6 +58,8 @@ class ClipPreprocess:
 
     def normalise(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 ``(..., H, W, 3)`` crops -> float32 ``(..., 3, H, W)`` normalised tensor."""
+        import torch  # here, not at the top: `vladapter sample-frames --help` stays fast
+
         x = torch.as_tensor(np.asarray(crops)).to(torch.float32).div_(255.0)
         x = x.movedim(-1, -3)
         mean = torch.tensor(self.mean).view(3, 1, 1)

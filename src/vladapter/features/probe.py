@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from vladapter.errors import DataError
-from vladapter.features.store import FeatureStore
 from vladapter.utils.io import write_json
 
 ATTRIBUTES = ("colour", "shape", "size", "count", "position")
@@ -75,6 +74,8 @@ def probe(features: str | Path, attributes: str | Path, names: tuple[str, ...] =
     With more than ``max_images`` ids a random subset of that size (``seed``) is probed:
     the accuracies are as telling, and the fits stay seconds on a CPU."""
     from tqdm import tqdm
+
+    from vladapter.features.store import FeatureStore  # (torch) here: `vladapter probe --help` stays fast
 
     store = FeatureStore(features, n_tokens=n_tokens)
     attrs = load_attributes(attributes)

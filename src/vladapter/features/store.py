@@ -55,6 +55,14 @@ def adaptive_max_pool_2d(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
         return F.adaptive_max_pool2d(t, (out_h, out_w))[0].permute(1, 2, 0).contiguous().numpy()
 
 
+REEXTRACT = "delete the file and rerun `vladapter extract-features` (or the workflow) to extract it again"
+
+
+def _h5_reason(e: OSError) -> str:
+    """The useful part of an h5py error message (HDF5 appends its internal call chain)."""
+    return str(e).split(" (", 1)[0].rstrip(".") or type(e).__name__
+
+
 class FeatureStore:
     """Read features by id from ``path`` (a file written by ``vladapter extract-features``)."""
 
@@ -66,9 +74,13 @@ class FeatureStore:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         f = self._h5()
-        self.kind = str(f.attrs["kind"])
-        self.dim = int(f.attrs["dim"])
-        self.backbone = str(f.attrs["backbone"])
+        try:
+            self.kind = str(f.attrs["kind"])
+            self.dim = int(f.attrs["dim"])
+            self.backbone = str(f.attrs["backbone"])
+        except KeyError as e:
+            raise DataError(f"not a feature file of `vladapter extract-features` (no attribute {e})", path=self.path,
+                            fix=REEXTRACT) from None
         if self.kind == "grid":
             self.grid = tuple(int(v) for v in f.attrs["grid"])
             side = math.isqrt(self.n_tokens)
@@ -81,7 +93,11 @@ class FeatureStore:
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             # a handle inherited through fork belongs to the parent: open our own
-            self._file = h5py.File(self.path, "r")
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as e:  # truncated, corrupt, or not HDF5 at all
+                raise DataError(f"cannot read the feature file ({_h5_reason(e)})", path=self.path,
+                                fix=REEXTRACT) from None
             self._pid = os.getpid()
         return self._file
 
@@ -125,14 +141,27 @@ class FeatureStore:
             raise DataError(f"no features for id {id_!r}", path=self.path, record=id_,
                             fix="re-run extract-features for this source (is the record's source right?)") from None
         out = np.empty(dsid.shape, dsid.dtype)
-        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        try:
+            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        except OSError as e:  # the file ends before this id's data
+            raise DataError(f"cannot read the features of id {id_!r} ({_h5_reason(e)})", path=self.path,
+                            record=id_, fix=REEXTRACT) from None
         return out, dsid
+
+    def _finite(self, id_: str, features: np.ndarray) -> np.ndarray:
+        """``features`` (what the model gets for ``id_``) if all finite, else a DataError: a NaN
+        would be scored silently as a wrong answer. Checked after pooling, on float32 (a
+        NaN or +inf survives max-pooling; checking the float16 grid costs a read's time)."""
+        if not np.isfinite(features).all():
+            raise DataError(f"the features of id {id_!r} hold NaN or infinite values", path=self.path, record=id_,
+                            fix=REEXTRACT)
+        return features
 
     def pooled(self, id_: str) -> np.ndarray:
         """Image: its pooled/projected vector; video: the mean of its frame vectors. float32 ``(D,)``."""
         if self.kind == "grid":
-            return self._read(id_, "pooled")[0].astype(np.float32)
-        return self._read(id_)[0].astype(np.float32).mean(0)
+            return self._finite(id_, self._read(id_, "pooled")[0].astype(np.float32))
+        return self._finite(id_, self._read(id_)[0].astype(np.float32).mean(0))
 
     def image(self, id_: str) -> np.ndarray:
         """Grid tokens of image ``id_`` adaptive-max-pooled to float32 ``(n_tokens, dim)``."""
@@ -140,7 +169,8 @@ class FeatureStore:
             raise ConfigError(f"{self.path} holds video frame features; use FeatureStore.video()")
         tokens = self._read(id_)[0]
         h, w = self.grid
-        return adaptive_max_pool_2d(tokens.reshape(h, w, -1), self._side, self._side).reshape(self.n_tokens, -1)
+        pooled = adaptive_max_pool_2d(tokens.reshape(h, w, -1), self._side, self._side)
+        return self._finite(id_, pooled.reshape(self.n_tokens, -1))
 
     def video(self, id_: str, span: tuple[float, float] | list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frame tokens of video ``id_`` within ``span`` = [start, end] seconds (None: all).
@@ -163,11 +193,11 @@ class FeatureStore:
         mask = np.zeros(self.n_tokens, bool)
         if len(frames) > self.n_tokens:
             mask[:] = True
-            return adaptive_max_pool_1d(frames, self.n_tokens), mask
+            return self._finite(id_, adaptive_max_pool_1d(frames, self.n_tokens)), mask
         mask[: len(frames)] = True
         out = np.zeros((self.n_tokens, frames.shape[1]), np.float32)
         out[: len(frames)] = frames
-        return out, mask
+        return self._finite(id_, out), mask
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():

@@ -22,14 +22,17 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from vladapter.errors import ConfigError, DataError, TrainingError
 from vladapter.features.preprocess import ClipPreprocess
 from vladapter.utils.io import write_json
+
+if TYPE_CHECKING:
+    import torch  # imported where used: `vladapter train-toy-clip --help` stays fast
 
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")  # eos id 3: HF CLIP pools the text at the first eos
 PAD, UNK, BOS, EOS = range(4)
@@ -54,6 +57,8 @@ class WordVocab:
         return len(self.tokens)
 
     def encode(self, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         ids = torch.full((len(texts), max_len), PAD, dtype=torch.long)
         for row, text in enumerate(texts):
             seq = [BOS] + [self.index.get(w, UNK) for w in words(text)][: max_len - 2] + [EOS]
@@ -149,6 +154,8 @@ def train_toy_clip(pixels: np.ndarray, captions: list[list[str]], output: str | 
     ``train_log.json`` beside the weights (without the seconds: the same run, the same bytes). The folder is written under a temporary name and
     renamed, so ``output`` holds either the old or the complete new model.
     """
+    import torch
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     vocab = WordVocab.build([c for caps in captions for c in caps])
@@ -242,6 +249,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     images = args.images or args.captions.parent / "images"
     pixels, captions, _ = load_pairs(args.captions, images, args.image_size)

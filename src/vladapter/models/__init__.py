@@ -5,9 +5,19 @@
     model = build_vl_model("tiny-bart", feat_dim=64, n_vis_tokens=16, vocab_size=len(tok))
 """
 
-from vladapter.models.specs import LMSpec, available_lms, lm_spec
-from vladapter.models.visual import VisualEmbedding, object_order
-from vladapter.models.vl_model import N_VIS_EXTRA, ForwardContext, VLModel, build_vl_model
+import importlib
+
+# name -> submodule; imported on first use (PEP 562), so a light submodule such as
+# vladapter.models.tokenizer (`vladapter build-tokenizer --help`) does not pull in torch
+_EXPORTS = {"LMSpec": "specs", "available_lms": "specs", "lm_spec": "specs", "VisualEmbedding": "visual",
+            "object_order": "visual", "N_VIS_EXTRA": "vl_model", "ForwardContext": "vl_model",
+            "VLModel": "vl_model", "build_vl_model": "vl_model"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"vladapter.models.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'vladapter.models' has no attribute {name!r}")
 
 
 def load_tokenizer(path_or_name: str):

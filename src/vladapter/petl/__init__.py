@@ -10,9 +10,19 @@ Methods are injected into the unmodified HF modules by module path (``slots.py``
 where, per architecture); presets (``registry.py``) are the paper's rows.
 """
 
-from vladapter.petl.checkpoint import load, read_header, save
-from vladapter.petl.method import ParamCount, apply, count, uses_task_prefix
-from vladapter.petl.registry import PRESETS, Preset
+import importlib
+
+# name -> submodule; imported on first use (PEP 562), so a light submodule such as
+# vladapter.petl.accounting (`vladapter params --help`) does not pull in torch
+_EXPORTS = {"load": "checkpoint", "read_header": "checkpoint", "save": "checkpoint", "ParamCount": "method",
+            "apply": "method", "count": "method", "uses_task_prefix": "method", "PRESETS": "registry",
+            "Preset": "registry"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"vladapter.petl.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'vladapter.petl' has no attribute {name!r}")
 
 __all__ = ["PRESETS", "Preset", "ParamCount", "apply", "count", "uses_task_prefix", "save", "load",
            "read_header"]

@@ -173,8 +173,12 @@ class EvaluateConfig:
     num_beams:      beams for generation (null = each task's default: 5 for captions, 1 else)
     max_new_tokens: decoding limit (null = each task's default: 20 for captions, 10 for QA)
     max_examples:   at most this many records per task (null = all)
-    prepared, features, backbone, tokenizer, n_image_tokens, n_video_frames:
-                    as in ``train`` (read from the run's train.json when not given)
+    prepared:       prepared records folder (default: the trained run's, from its train.json)
+    features:       feature folder (default: the trained run's)
+    backbone:       visual backbone name in the feature file names (default: the trained run's)
+    tokenizer:      tokenizer directory or HF name (default: the trained run's)
+    n_image_tokens: visual tokens per image (default: the trained run's)
+    n_video_frames: frame tokens per video clip (default: the trained run's)
     """
 
     split: str = "test"
@@ -241,13 +245,21 @@ def load_section(path: str | Path | None, section: str, cls: type[C], overrides:
 
 
 def _field_docs(cls: type) -> dict[str, str]:
-    """``key: text`` lines of the dataclass docstrings (the documentation of each key)."""
+    """The documentation of each key: the ``key: text`` entries of the dataclass docstrings,
+    with their continuation lines (indented deeper than the key)."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
+        key_indent, current = None, None
         for line in (klass.__doc__ or "").splitlines():
+            indent = len(line) - len(line.lstrip())
             name, sep, text = line.strip().partition(":")
-            if sep and name.isidentifier() and text.strip():
+            if sep and name.isidentifier() and text.strip() and (key_indent is None or indent <= key_indent):
+                key_indent, current = indent, name
                 docs[name] = text.strip()
+            elif current is not None and line.strip() and indent > key_indent:
+                docs[current] += " " + line.strip()
+            else:
+                current = None
     return docs
 
 
@@ -267,7 +279,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kind = str(f.type)
-        help_ = f"{docs.get(f.name, f.name)} (default: {default})".replace("%", "%%")
+        doc = docs.get(f.name, f.name)
+        help_ = (doc if "(default:" in doc else f"{doc} (default: {default})").replace("%", "%%")
         if kind.startswith("list"):
             parser.add_argument(flag, nargs="+", default=None, help=help_)
         elif f.name == "lr":

@@ -44,10 +44,15 @@ def load_records(prepared: str | Path, task: str, split: str, max_examples: int 
         if max_examples and len(records) >= max_examples:
             break
         try:
-            records.append(Record.from_dict(row))
-        except (KeyError, TypeError) as e:
-            raise DataError(f"malformed record ({e})", path=path, record=f"line {line_no}",
-                            fix="re-run `vladapter prepare` for this dataset") from None
+            record = Record.from_dict(row)
+        except ValueError as e:
+            raise DataError(f"malformed record: {e}", path=path, record=f"line {line_no}",
+                            fix=f"re-run `vladapter prepare {TASK_DATASET[task]}` (or fix that line)") from None
+        if record.task != task:
+            raise DataError(f"a record of task {record.task!r} in task {task}'s file", path=path,
+                            record=f"line {line_no} ({record.uid})",
+                            fix=f"re-run `vladapter prepare {TASK_DATASET[task]}`")
+        records.append(record)
     if not records:
         raise DataError(f"the {split} split of task {task} is empty", path=path,
                         fix="check the prepare step's output")

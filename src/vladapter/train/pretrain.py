@@ -30,8 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from vladapter.train.config import PretrainConfig, add_config_flags, load_section, overrides_from, to_dict
 
 INFO_FILE = "pretrain.json"
@@ -78,6 +76,8 @@ def _check_matching_stage(cfg: PretrainConfig) -> None:
 def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict:
     """Pre-train ``cfg.lm`` on the pre-training split (``cfg.tasks == ["pretrain"]``) or on
     downstream tasks' training data (other task keys); writes the backbone to ``out``."""
+    import torch
+
     from vladapter.errors import ConfigError
     from vladapter.tasks.pretrain import objectives
     from vladapter.train import checkpoint as ckpt

@@ -24,10 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from vladapter.train.config import TrainConfig, add_config_flags, load_section, overrides_from, to_dict
-from vladapter.train.model import ADAPTER_FILE, TRAIN_INFO
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,12 +63,15 @@ def default_run_dir(lm: str, method: str) -> Path:
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train") -> dict:
     """Train the run described by ``cfg`` into ``out``; returns what train.json records."""
+    import torch
+
     from vladapter import petl
     from vladapter.train import checkpoint as ckpt
     from vladapter.train.data import Features, load_task_data
     from vladapter.train.dist import init_distributed, shutdown
     from vladapter.train.loop import fit
-    from vladapter.train.model import build_model, feature_dim, load_run_tokenizer, n_visual_tokens, set_dropout
+    from vladapter.train.model import (ADAPTER_FILE, TRAIN_INFO, build_model, feature_dim, load_run_tokenizer,
+                                       n_visual_tokens, set_dropout)
     from vladapter.utils.io import write_json
 
     out = Path(out)

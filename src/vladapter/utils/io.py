@@ -1,32 +1,100 @@
 """Atomic file output: write to a temporary name beside the target, then rename.
 
 A reader never sees a half-written file under its final name, whatever kills the writer.
+Outputs get the modes an ordinary ``open()`` / ``mkdir()`` would give them (the umask's),
+not the private 0600/0700 of the temporary names, so others in a shared project folder can
+read results. A folder that cannot be written, or a full disk, is a DataError naming the
+path; text input that is not UTF-8 is a DataError naming the file and line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+# errors of the place written to, not of the program: the user fixes them (exit 2)
+STORAGE_ERRNOS = {
+    errno.EACCES: ("permission denied", "make the folder writable, or write somewhere else"),
+    errno.EPERM: ("operation not permitted", "make the folder writable, or write somewhere else"),
+    errno.EROFS: ("read-only file system", "write somewhere else"),
+    errno.ENOSPC: ("no space left on the device", "free space on that disk (or write elsewhere) and rerun: "
+                                                  "completed work is kept"),
+    errno.EDQUOT: ("disk quota exceeded", "free space (or write elsewhere) and rerun: completed work is kept"),
+    errno.EFBIG: ("file too large for this file system or process limit (ulimit -f)",
+                  "raise the limit or write elsewhere, then rerun: completed work is kept"),
+}
+
+
+def storage_error(e: OSError, path: str | os.PathLike | None = None):
+    """The DataError a user can act on for an OSError of writing ``path`` (None if it is not
+    one of STORAGE_ERRNOS, i.e. not the storage's fault)."""
+    from vladapter.errors import DataError
+
+    if e.errno not in STORAGE_ERRNOS:
+        return None
+    what, fix = STORAGE_ERRNOS[e.errno]
+    return DataError(f"cannot write: {what}", path=e.filename or path, fix=fix)
+
+
+@contextlib.contextmanager
+def storage_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a storage OSError (read-only folder, full disk) inside the block into a DataError."""
+    try:
+        yield
+    except OSError as e:
+        error = storage_error(e, path)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _make_parent(path: Path) -> None:
+    with storage_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def ensure_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check a file can be written in it; else a DataError
+    naming it. For commands that would compute for long before their first write."""
+    folder = Path(folder)
+    with storage_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    return folder
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. The file
+    gets mode 0666 less the umask; a read-only folder or a full disk raises DataError.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
+    _make_parent(path)
+    with storage_errors(path.parent):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with storage_errors(path):
+            yield tmp_path
+            if tmp_path.exists():  # the writer may have replaced it: set the mode of what is there
+                os.chmod(tmp_path, 0o666 & ~_umask())
+            os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
@@ -35,12 +103,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=indent)
             f.write("\n")
 
@@ -48,12 +116,41 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Non
 def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
     n = 0
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row))
                 f.write("\n")
                 n += 1
     return n
+
+
+NOT_UTF8_FIX = "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`), or fix that line"
+
+
+def utf8_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, None) for each line of ``path`` decoded as UTF-8, or
+    (line number, None, what is wrong) for a line that is not UTF-8: the caller decides
+    whether that stops the read or skips the line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield lineno, raw.decode("utf-8"), None
+            except UnicodeDecodeError as e:
+                yield lineno, None, f"not UTF-8 text (byte {raw[e.start:e.start + 1]!r} at column {e.start + 1})"
+
+
+def read_utf8(path: str | os.PathLike) -> str:
+    """The whole file decoded as UTF-8; otherwise a DataError naming file, line and byte."""
+    from vladapter.errors import DataError
+
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(f"not UTF-8 text (byte {data[e.start:e.start + 1]!r} at column {column})", path=path,
+                        record=f"line {line}", fix=NOT_UTF8_FIX) from None
 
 
 def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
@@ -102,15 +199,16 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", path=path, fix="check the path or run the stage that writes it")
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON ({e.msg})", path=path, record=f"line {lineno}",
-                                fix="repair or remove the line") from None
+    for lineno, line, problem in utf8_lines(path):
+        if problem is not None:
+            raise DataError(problem, path=path, record=f"line {lineno}", fix=NOT_UTF8_FIX)
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON ({e.msg})", path=path, record=f"line {lineno}",
+                            fix="repair or remove the line") from None
 
 
 @contextlib.contextmanager
@@ -120,17 +218,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     For outputs that are directories (HF ``save_pretrained`` folders). On an exception the
     temporary directory is removed and ``path`` is left as it was. A previous ``path`` is
     moved aside before the rename and deleted after it, so a complete copy always exists.
+    The folder gets mode 0777 less the umask.
     """
     import shutil
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _make_parent(path)
+    with storage_errors(path.parent):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        with storage_errors(path):
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, 0o777 & ~_umask())
     old = None
     if path.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

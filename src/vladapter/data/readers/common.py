@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vladapter.errors import ConfigError, DataError
+from vladapter.utils.io import NOT_UTF8_FIX, read_utf8, utf8_lines
 
 ON_ERROR = ("raise", "skip")
 
@@ -53,12 +54,13 @@ def require(path: Path, what: str, fix: str) -> Path:
 
 
 def load_json(path: Path) -> Any:
-    """The parsed JSON file; a missing or unparsable file raises DataError naming it."""
+    """The parsed JSON file; a missing, non-UTF-8 or unparsable file raises DataError naming it
+    (whatever the error policy: a file that cannot be parsed has no records to skip)."""
     path = Path(path)
     require(path, "file", "check the path, or run `vladapter download` / `vladapter toyworld`")
+    text = read_utf8(path)
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})", path=path,
                         fix="the file is truncated or corrupt: download it again") from None
@@ -67,20 +69,29 @@ def load_json(path: Path) -> Any:
 def json_lines(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-empty line; bad lines go to ``problems``."""
     path = Path(path)
+    for lineno, line in text_lines(path, problems):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.bad(f"invalid JSON ({e.msg})", path, f"line {lineno}", "repair or remove the line")
+            continue
+        if not isinstance(obj, dict):
+            problems.bad("a line is not a JSON object", path, f"line {lineno}", "repair or remove the line")
+            continue
+        yield lineno, obj
+
+
+def text_lines(path: Path, problems: Problems) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line of a UTF-8 text file; a line that is not UTF-8 goes
+    to ``problems`` and reads as an empty line (so later line numbers stay right)."""
     require(path, "file", "check the path, or run `vladapter download` / `vladapter toyworld`")
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.bad(f"invalid JSON ({e.msg})", path, f"line {lineno}", "repair or remove the line")
-                continue
-            if not isinstance(obj, dict):
-                problems.bad("a line is not a JSON object", path, f"line {lineno}", "repair or remove the line")
-                continue
-            yield lineno, obj
+    for lineno, line, problem in utf8_lines(path):
+        if problem is not None:
+            problems.bad(problem, path, f"line {lineno}", NOT_UTF8_FIX)
+            line = "\n"
+        yield lineno, line
 
 
 def field_of(obj: dict, key: str, path: Path, record, problems: Problems, kind=None):

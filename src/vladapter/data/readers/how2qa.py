@@ -9,11 +9,12 @@ Prepared splits: train, val, test (= test_public).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import zlib
 from pathlib import Path
 
-from vladapter.data.readers.common import Problems, read_subtitles, require, subtitle_context
+from vladapter.data.readers.common import Problems, read_subtitles, require, subtitle_context, text_lines
 from vladapter.data.readers.tvqa import parse_span
 from vladapter.data.records import Record
 
@@ -30,8 +31,9 @@ def read_csv(path: Path, problems: Problems, split: str, subtitles: dict | None 
              uid_prefix: str | None = None) -> list[Record]:
     out = []
     prefix = uid_prefix or path.stem.replace("how2QA_", "").replace("_release", "")
-    with open(path, newline="") as f:
-        for lineno, row in enumerate(csv.reader(f), 1):
+    # a line that is not UTF-8 reads as an empty row (reported to problems): rows keep their numbers
+    with contextlib.closing(text_lines(path, problems)) as lines:
+        for lineno, row in enumerate(csv.reader(line for _, line in lines), 1):
             if not row:
                 continue
             where = f"line {lineno}"

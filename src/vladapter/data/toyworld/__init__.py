@@ -17,12 +17,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from vladapter.data.toyworld import datasets as ds
 from vladapter.errors import ConfigError
 from vladapter.utils.io import atomic_path, write_json, write_text
+
+if TYPE_CHECKING:  # imported in build(): `vladapter toyworld --help` stays fast
+    from vladapter.data.toyworld import datasets as ds
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ DATASETS = ("coco", "vqav2", "gqa", "nlvr2", "tvqa", "how2qa", "tvc", "yc2c", "p
 
 def build(seed: int, scale: Scale) -> ds.Built:
     """Draw every dataset's annotations and render jobs (cheap; no pixels yet)."""
+    from vladapter.data.toyworld import datasets as ds
+
     parts = [
         ds.build_coco(seed, scale.coco, scale.vqa_per_image),
         ds.build_gqa(seed, scale.gqa, scale.gqa_per_image),

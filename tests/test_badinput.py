@@ -1,0 +1,505 @@
+"""The bad-input suite: every bad input a user can hand vladapter, tried against the real
+component (the CLI in a subprocess, Snakemake, HDF5, a read-only folder, a file-size
+limit as the full disk). Each must end in a clear error naming the file, record or key
+and the fix, exit status 2, no Python traceback, nothing already done lost and nothing
+half written under a final name; inputs that already worked are tried too, so they keep
+working. `test_the_suite_counts_its_bad_inputs` checks the number docs/DEVELOPING.md states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+import vl_world
+from workflow_helpers import BIN, REPO, copy_workflow, snakemake, snakemake_env
+from vladapter.cli import COMMANDS, main
+
+pytestmark = pytest.mark.badinput
+
+REAL = REPO / "tests" / "fixtures" / "real"
+TRACEBACK = "Traceback (most recent call last)"
+# a real read-only folder for root too: without the capability that lets root write anywhere
+NO_ROOT_OVERRIDE = (["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+                    if os.geteuid() == 0 else [])
+
+
+def vladapter(*args: str, cwd: Path | None = None, prefix: list[str] = (), timeout: int = 300,
+              preexec_fn=None) -> subprocess.CompletedProcess:
+    """The `vladapter` command (as a user runs it) in a subprocess, output captured."""
+    return subprocess.run([*prefix, str(BIN / "vladapter"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=snakemake_env(), preexec_fn=preexec_fn)
+
+
+def assert_clean_error(rc: int, err: str, *named: str) -> None:
+    """Exit 2, no traceback, and the message names each of ``named``."""
+    assert rc == 2, err[-3000:]
+    assert TRACEBACK not in err, err[-3000:]
+    for text in named:
+        assert text in err, f"{text!r} not in:\n{err[-3000:]}"
+
+
+def read_only(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o555)
+    return folder
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def raw_nlvr2(tmp_path) -> Path:
+    """A raw NLVR2 layout from the real samples (dev doubles as train)."""
+    folder = tmp_path / "raw" / "nlvr2"
+    folder.mkdir(parents=True)
+    shutil.copy(REAL / "nlvr2" / "dev.json", folder / "train.json")
+    shutil.copy(REAL / "nlvr2" / "dev.json", folder / "dev.json")
+    shutil.copy(REAL / "nlvr2" / "test1.json", folder / "test1.json")
+    return tmp_path / "raw"
+
+
+def replace_in_line(path: Path, lineno: int, old: bytes, new: bytes) -> None:
+    lines = path.read_bytes().split(b"\n")
+    assert old in lines[lineno - 1]
+    lines[lineno - 1] = lines[lineno - 1].replace(old, new, 1)
+    path.write_bytes(b"\n".join(lines))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return vl_world.build(tmp_path_factory.mktemp("world"), n_train=16, n_test=8, tasks=("vqa",))
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    """A few steps of training on the tiny world: a run folder evaluate can load (seconds)."""
+    import torch
+
+    from vladapter.train.config import TrainConfig
+    from vladapter.train.run import train
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("models") / "tiny-t5" / "single_adapter"
+    train(TrainConfig(tasks=["vqa"], steps=2, batch_size=4, prepared=str(world["prepared"]),
+                      features=str(world["features"]), tokenizer=str(world["tokenizer"]), checkpoint_every=0), out)
+    return out
+
+
+def copy_features(world, tmp_path) -> Path:
+    broken = tmp_path / "features"
+    shutil.copytree(world["features"], broken)
+    return broken
+
+
+def evaluate(trained, features: Path, tmp_path: Path, capsys) -> tuple[int, str]:
+    rc = main(["evaluate", "--model", str(trained), "--features", str(features), "--out", str(tmp_path / "m.json"),
+               "--predictions", str(tmp_path / "predictions"), "--num-beams", "1", "--device", "cpu"])
+    return rc, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    """A tiny CLIPModel (32 px, 4x4 grid) saved like a real checkpoint."""
+    import torch
+    from transformers import CLIPModel
+
+    from vladapter.features.toy_clip import tiny_clip_config
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clip") / "tinyclip"
+    CLIPModel(tiny_clip_config(40, image_size=32, patch_size=8, width=64, layers=2, text_width=32, text_layers=1,
+                               projection_dim=24)).save_pretrained(path)
+    return path
+
+
+def images(folder: Path, n: int) -> Path:
+    from vladapter.features.synthetic import write_image
+
+    for i in range(n):
+        write_image(folder / f"img{i}.png", width=40, height=36, seed=i)
+    return folder
+
+
+# --- 1. text that is not UTF-8 ---------------------------------------------------------------
+
+
+def test_non_utf8_nlvr2_sentence_names_file_and_line(raw_nlvr2, tmp_path):
+    replace_in_line(raw_nlvr2 / "nlvr2" / "dev.json", 3, b'"sentence": "', b'"sentence": "\xff')
+    proc = vladapter("prepare", "--dataset", "nlvr2", "--raw", str(raw_nlvr2), "--out", str(tmp_path / "out"),
+                     "--no-media-check")
+    assert_clean_error(proc.returncode, proc.stderr, "dev.json", "line 3", "UTF-8")
+    assert not (tmp_path / "out" / "nlvr2" / "val.jsonl").exists()
+
+
+def test_non_utf8_line_is_skipped_with_on_error_skip(raw_nlvr2, tmp_path):
+    dev = raw_nlvr2 / "nlvr2" / "dev.json"
+    n_lines = len(dev.read_bytes().splitlines())
+    replace_in_line(dev, 3, b'"sentence": "', b'"sentence": "\xff')
+    proc = vladapter("prepare", "--dataset", "nlvr2", "--raw", str(raw_nlvr2), "--out", str(tmp_path / "out"),
+                     "--no-media-check", "--on-error", "skip")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "out" / "nlvr2" / "summary.json").read_text())
+    assert summary["skipped"] == 1 and "line 3" in summary["problems"][0]
+    assert summary["counts"]["val"] == n_lines - 1
+
+
+def test_non_utf8_karpathy_json_names_file_and_line(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "coco").mkdir(parents=True)
+    text = (REAL / "karpathy_flickr8k" / "dataset_flickr8k.json").read_bytes()
+    (raw / "coco" / "dataset_coco.json").write_bytes(text.replace(b'"raw": "A ', b'"raw": "Caf\xe9 ', 1))
+    proc = vladapter("prepare", "--dataset", "coco", "--raw", str(raw), "--out", str(tmp_path / "out"),
+                     "--no-media-check", "--on-error", "skip")
+    assert_clean_error(proc.returncode, proc.stderr, "dataset_coco.json", "line 1", "\\xe9", "UTF-8")
+
+
+def test_non_utf8_prepared_jsonl_names_file_and_line(world, tmp_path):
+    prepared = tmp_path / "prepared"
+    shutil.copytree(world["prepared"], prepared)
+    replace_in_line(prepared / "vqav2" / "train.jsonl", 2, b'"text": "', b'"text": "\xff')
+    proc = vladapter("build-tokenizer", "--prepared", str(prepared), "--out", str(tmp_path / "tok"))
+    assert_clean_error(proc.returncode, proc.stderr, "train.jsonl", "line 2", "UTF-8")
+    assert not (tmp_path / "tok").exists()
+
+
+# --- 2. prepared records are validated -------------------------------------------------------
+
+
+@pytest.mark.parametrize("change,named", [
+    (lambda r: r.pop("text"), "missing fields ['text']"),
+    (lambda r: r.update(images=5), "field 'images' is a number"),
+    (lambda r: r.update(targets=["yes"]), "field 'targets' is a list"),
+], ids=["no-text", "images-a-number", "targets-a-list"])
+def test_malformed_prepared_record_is_refused_before_training(world, tmp_path, capsys, change, named):
+    prepared = tmp_path / "prepared"
+    shutil.copytree(world["prepared"], prepared)
+    path = prepared / "vqav2" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    change(rows[4])
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc = main(["train", "--prepared", str(prepared), "--features", str(world["features"]), "--tasks", "vqa",
+               "--tokenizer", str(world["tokenizer"]), "--steps", "1", "--out", str(tmp_path / "run")])
+    assert_clean_error(rc, capsys.readouterr().err, str(path), "line 5", named, "vladapter prepare")
+    assert not (tmp_path / "run").exists()
+
+
+# --- 3. a truncated feature file -------------------------------------------------------------
+
+
+def test_truncated_feature_file_names_it_and_the_fix(world, trained, tmp_path, capsys):
+    broken = copy_features(world, tmp_path)
+    path = broken / "coco.testclip.h5"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # an interrupted copy
+    rc, err = evaluate(trained, broken, tmp_path, capsys)
+    assert_clean_error(rc, err, str(path), "extract-features")
+
+
+# --- 4. read-only output folders, a full disk -------------------------------------------------
+
+
+def test_read_only_output_folder_is_named(raw_nlvr2, tmp_path):
+    out = read_only(tmp_path / "out")
+    proc = vladapter("prepare", "--dataset", "nlvr2", "--raw", str(raw_nlvr2), "--out", str(out),
+                     "--no-media-check", prefix=NO_ROOT_OVERRIDE)
+    assert_clean_error(proc.returncode, proc.stderr, str(out), "permission denied", "writable")
+
+
+def test_evaluate_refuses_a_read_only_folder_before_generating(trained, world, tmp_path):
+    folder = read_only(tmp_path / "ro")
+    proc = vladapter("evaluate", "--model", str(trained), "--features", str(world["features"]),
+                     "--out", str(tmp_path / "m.json"), "--predictions", str(folder / "predictions"),
+                     "--device", "cpu", prefix=NO_ROOT_OVERRIDE)
+    assert_clean_error(proc.returncode, proc.stderr, str(folder), "permission denied")
+    assert "evaluate vqa" not in proc.stderr  # stopped before the first generation batch
+    assert not (tmp_path / "m.json").exists()
+
+
+def _file_size_limit(limit: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_full_disk_while_writing_prepared_records(raw_nlvr2, tmp_path):
+    out = tmp_path / "out"
+    proc = vladapter("prepare", "--dataset", "nlvr2", "--raw", str(raw_nlvr2), "--out", str(out), "--no-media-check",
+                     preexec_fn=_file_size_limit(16 << 10))  # the prepared train split is larger
+    assert_clean_error(proc.returncode, proc.stderr, str(out / "nlvr2"), "file too large", "rerun")
+    assert not [p for p in out.rglob("*") if p.is_file()]  # nothing half written, no temporary file left
+
+
+def test_full_disk_during_extraction_keeps_completed_ids(clip_dir, tmp_path, capsys):
+    """The file-size limit (ulimit -f) makes the disk full for this process, no root needed:
+    the kernel refuses writes past it as it does on a full disk."""
+    folder = images(tmp_path / "images", 6)
+    out = tmp_path / "features" / "src.tinyclip.h5"
+    args = ("extract-features", "--source", "src", "--input", str(folder), "--backbone", str(clip_dir),
+            "--output", str(out), "--workers", "0", "--batch-size", "1", "--flush-every", "1", "--device", "cpu")
+    proc = vladapter(*args, preexec_fn=_file_size_limit(12 << 10))  # each 1-id shard fits, the whole file not
+    assert_clean_error(proc.returncode, proc.stderr, str(out), "space", "completed ids are kept")
+    assert not out.exists()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    parts = out.parent / f".{out.name}.parts"
+    assert len(list(parts.glob("shard-*.h5"))) == 6
+    assert main(list(args)) == 0  # the rerun, with space again
+    assert "0 extracted, 6 kept from before" in capsys.readouterr().out
+    with h5py.File(out) as f:
+        assert sorted(k for k in f if k != "pooled") == [f"img{i}" for i in range(6)]
+
+
+# --- 5. non-finite features ------------------------------------------------------------------
+
+
+def test_nan_features_at_evaluation_name_the_id(world, trained, tmp_path, capsys):
+    broken = copy_features(world, tmp_path)
+    with h5py.File(broken / "coco.testclip.h5", "a") as f:
+        f["img-test-3"][0, 0] = np.nan
+    rc, err = evaluate(trained, broken, tmp_path, capsys)
+    assert_clean_error(rc, err, "img-test-3", "NaN", str(broken / "coco.testclip.h5"))
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_nan_features_at_extraction_name_the_image(clip_dir, tmp_path, capsys):
+    import torch
+    from transformers import CLIPModel
+
+    broken = tmp_path / "nanclip"
+    model = CLIPModel.from_pretrained(clip_dir)
+    with torch.no_grad():
+        model.visual_projection.weight[0, 0] = float("nan")
+    model.save_pretrained(broken)
+    out = tmp_path / "x.h5"
+    rc = main(["extract-features", "--source", "src", "--input", str(images(tmp_path / "images", 2)),
+               "--backbone", str(broken), "--output", str(out), "--workers", "0", "--device", "cpu"])
+    assert_clean_error(rc, capsys.readouterr().err, "img0.png", "NaN", "--on-error skip")
+    assert not out.exists()
+
+
+# --- 6. config values reach shell commands quoted --------------------------------------------
+
+
+@pytest.mark.slow
+def test_config_value_cannot_inject_shell_commands(tmp_path):
+    """A backbone path with a command substitution and a space: the job gets it as one
+    literal argument (it fails: no such backbone), and nothing runs."""
+    work = copy_workflow(tmp_path)
+    (work / "data" / "raw" / "coco" / "images").mkdir(parents=True)
+    (work / "data" / "raw" / "toy_stats.json").write_text("{}")
+    images(work / "data" / "raw" / "coco" / "images", 1)
+    config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())  # the smallest DAG
+    backbone = "models/my clip$(touch PWNED)"
+    config["backbone"]["image"] = backbone
+    (work / "evil.yaml").write_text(yaml.safe_dump(config))
+    target = f"data/features/coco.{backbone.split('/')[-1]}.h5"
+    proc = snakemake(work, "--configfile", "evil.yaml", "--cores", "1", target, check=False)
+    assert proc.returncode != 0
+    assert not (work / "PWNED").exists()
+    log = (work / "logs" / "extract_features" / f"coco.{backbone.split('/')[-1]}.log").read_text()
+    # one argument, verbatim: the command's own error names the folder, whole
+    assert f"backbone folder {backbone} not found" in log and TRACEBACK not in log
+
+
+# --- 7. config messages that help ------------------------------------------------------------
+
+
+def dry_run(work: Path, *args: str) -> tuple[int, str]:
+    """Snakemake's exit status and everything it printed, planning the whole toy workflow."""
+    proc = snakemake(work, "-n", *args, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def work(tmp_path) -> Path:
+    return copy_workflow(tmp_path)
+
+
+def test_bad_key_in_an_lr_table_is_named(work):
+    rc, out = dry_run(work, "--config", "train={lr: {single_adaptr: 0.1, default: 0.001}}")
+    assert rc != 0
+    assert "train.lr: unknown key 'single_adaptr'" in out and "single_adapter" in out
+    assert "not valid under any of the given schemas" not in out and TRACEBACK not in out
+
+
+def test_unknown_top_level_key_is_named_without_the_schema(work):
+    (work / "extra.yaml").write_text((work / "config" / "config.yaml").read_text() + "\nbogus_key: 1\n")
+    rc, out = dry_run(work, "--configfile", "extra.yaml")
+    assert rc != 0
+    assert "unknown key 'bogus_key'" in out and "extra.yaml" in out  # the file is named
+    assert len(out.splitlines()) < 15 and "$defs" not in out and TRACEBACK not in out
+
+
+def test_yaml_syntax_error_names_file_and_line(work):
+    config = work / "config" / "config.yaml"
+    text = config.read_text()
+    assert "\n  seed: 0\n" in text
+    config.write_text(text.replace("\n  seed: 0\n", "\n  seed: 0: 1\n", 1))
+    line = text[: text.index("\n  seed: 0\n")].count("\n") + 2
+    rc, out = dry_run(work)
+    assert rc != 0
+    assert f"config/config.yaml, line {line}, column" in out and TRACEBACK not in out
+
+
+def test_documented_nested_config_override_is_accepted(work):
+    rc, out = dry_run(work, "--config", "world={kind: toy, seed: 1}", "train={lr: {default: 1e-3}}")
+    assert rc == 0, out[-3000:]
+
+
+def test_wrong_value_type_is_refused_before_any_job(work):
+    """(already worked) a bad value stops the workflow before its first job."""
+    rc, out = dry_run(work, "--config", "world={kind: toy, seed: -1}")
+    assert rc != 0 and "world.seed: -1 is less than the minimum of 0" in out
+    assert not (work / "logs" / "toyworld.log").exists() and TRACEBACK not in out
+
+
+# --- 8. file modes follow the umask ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_written_files_and_folders_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
+    from vladapter.features.h5writer import ResumableH5Writer
+    from vladapter.utils.io import atomic_dir, write_json
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "metrics.json", {"a": 1})
+        with atomic_dir(tmp_path / "run") as tmp:
+            (tmp / "x").write_text("x")
+        writer = ResumableH5Writer(tmp_path / "f.h5", {"kind": "grid"})
+        writer.add("a", np.zeros(3))
+        writer.finish()
+    finally:
+        os.umask(old)
+    for name in ("metrics.json", "f.h5"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == file_mode, name
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == dir_mode
+
+
+# --- 9. the command line ---------------------------------------------------------------------
+
+
+def test_no_arguments_is_a_usage_error():
+    proc = vladapter()
+    assert proc.returncode == 2 and "usage: vladapter" in proc.stderr
+
+
+def test_python_m_vladapter_and_version():
+    from vladapter import __version__
+
+    proc = subprocess.run([sys.executable, "-m", "vladapter", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"vladapter {__version__}", proc.stderr
+
+
+def test_every_option_of_every_command_has_a_help_text():
+    from vladapter.cli import build_parser
+
+    for command in COMMANDS:
+        for action in build_parser(command)._actions:
+            text = action.help or ""
+            assert len(text) > 10 and text != action.dest, f"{command} {action.option_strings}: {text!r}"
+            assert text.count("(") == text.count(")"), f"{command} {action.option_strings}: cut short: {text!r}"
+
+
+def test_every_command_help_answers_in_under_2_s_without_torch():
+    code = ("import sys\nfrom vladapter.cli import COMMANDS, build_parser\n"
+            "for c in COMMANDS: build_parser(c)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert imported.stdout.strip() == "[]", imported.stderr  # parsing never imports the heavy libraries
+    for command in COMMANDS:
+        start = time.perf_counter()
+        proc = vladapter(command, "--help")
+        seconds = time.perf_counter() - start
+        assert proc.returncode == 0 and f"vladapter {command}" in proc.stdout
+        assert seconds < 2.0, f"vladapter {command} --help took {seconds:.1f} s"
+
+
+# --- inputs that already got a clear error (kept working) ------------------------------------
+
+
+def test_malformed_raw_line_names_file_and_line(raw_nlvr2, tmp_path):
+    replace_in_line(raw_nlvr2 / "nlvr2" / "dev.json", 2, b'{"validation"', b'{validation')
+    proc = vladapter("prepare", "--dataset", "nlvr2", "--raw", str(raw_nlvr2), "--out", str(tmp_path / "out"),
+                     "--no-media-check")
+    assert_clean_error(proc.returncode, proc.stderr, "dev.json", "line 2", "invalid JSON")
+
+
+def test_corrupt_image_names_the_file(clip_dir, tmp_path, capsys):
+    folder = images(tmp_path / "images", 2)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    rc = main(["extract-features", "--source", "src", "--input", str(folder), "--backbone", str(clip_dir),
+               "--output", str(tmp_path / "x.h5"), "--workers", "0", "--device", "cpu"])
+    assert_clean_error(rc, capsys.readouterr().err, "broken.jpg", "--on-error skip")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_corrupt_video_names_the_file(tmp_path, capsys):
+    from vladapter.features.synthetic import write_video
+
+    videos = tmp_path / "videos"
+    data = write_video(videos / "good.mp4", n_frames=10).read_bytes()
+    (videos / "broken.mp4").write_bytes(data[: len(data) // 3])
+    rc = main(["sample-frames", "--dataset", "toy", "--videos", str(videos), "--output", str(tmp_path / "f.h5"),
+               "--workers", "1", "--size", "16"])
+    assert_clean_error(rc, capsys.readouterr().err, "broken.mp4", "--on-error skip")
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_nan_loss_stops_training_with_the_step(world, tmp_path, capsys):
+    rc = main(["train", "--prepared", str(world["prepared"]), "--features", str(world["features"]), "--tasks", "vqa",
+               "--tokenizer", str(world["tokenizer"]), "--steps", "6", "--batch-size", "4", "--lr", "1e15",
+               "--out", str(tmp_path / "run")])
+    assert_clean_error(rc, capsys.readouterr().err, "non-finite loss at step")
+    assert not (tmp_path / "run" / "adapter.safetensors").exists()
+
+
+def test_unsafe_archive_member_is_kept_out(tmp_path):
+    from vladapter.data.download import extract
+
+    archive = tmp_path / "a.tar"
+    (tmp_path / "ok.txt").write_text("ok")
+    with tarfile.open(archive, "w") as t:
+        t.add(tmp_path / "ok.txt", arcname="data/ok.txt")
+        t.add(tmp_path / "ok.txt", arcname="../escaped.txt")
+    written = extract(archive, {"*": "x"}, tmp_path / "out" / "root")
+    assert written == [tmp_path / "out" / "root" / "x" / "data" / "ok.txt"]
+    assert not list((tmp_path / "out").rglob("escaped.txt")) and not (tmp_path / "out" / "escaped.txt").exists()
+
+
+# --- the count ---------------------------------------------------------------------------------
+
+
+def bad_inputs() -> int:
+    """The bad inputs this module tries: one per test, one per parameter set."""
+    n = 0
+    for name, fn in globals().items():
+        if name.startswith("test_") and name != "test_the_suite_counts_its_bad_inputs":
+            cases = 1
+            for mark in getattr(fn, "pytestmark", []):
+                if mark.name == "parametrize":
+                    cases *= len(mark.args[1])
+            n += cases
+    return n
+
+
+def test_the_suite_counts_its_bad_inputs():
+    text = (REPO / "docs" / "DEVELOPING.md").read_text()
+    stated = re.search(r"bad-input suite .* tries (\d+) bad inputs", text.replace("\n", " "))
+    assert stated, "docs/DEVELOPING.md must state how many bad inputs tests/test_badinput.py tries"
+    assert int(stated.group(1)) == bad_inputs()
