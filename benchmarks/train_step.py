@@ -34,7 +34,7 @@ from _util import (REPO, check, emit_result, machine_description, markdown_table
 
 IMAGE_TASKS = ["vqa", "gqa", "nlvr", "caption"]
 FULL = "full_finetuning"
-# Targets of issue 7 (bart-base, CPU, batch 16)
+# The benchmark's targets (bart-base, CPU, batch 16)
 TARGET_LM = "facebook/bart-base"
 TARGET_TIME = {"single_adapter": 0.6}
 TARGET_MEMORY = {"single_adapter": 0.6}

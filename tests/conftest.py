@@ -24,3 +24,13 @@ def repo() -> Path:
 def real_fixtures() -> Path:
     """Small real samples of the published dataset formats (see each SOURCE.txt)."""
     return REAL
+
+
+@pytest.fixture(scope="session")
+def smoke_workflow(tmp_path_factory):
+    """The smoke workflow (config/smoke.yaml as the default config), run once per test
+    session and shared by the workflow, DVC and SLURM tests: (folder, output). Tests that
+    change the folder work on a copy (workflow_helpers.copy_run)."""
+    from workflow_helpers import run_smoke
+
+    return run_smoke(tmp_path_factory.mktemp("smoke"))

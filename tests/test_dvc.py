@@ -1,18 +1,18 @@
 """DVC over the workflow, for real, on the smoke config in a temporary git repository:
-`dvc repro` runs it, a second `dvc repro` and then `snakemake -n` have nothing to do
+`dvc repro` runs its stages (Snakemake over the session's smoke run, conftest's
+smoke_workflow), a second `dvc repro` and then `snakemake -n` have nothing to do
 (DVC's caching must not touch what Snakemake sees), and `dvc exp run -S` followed by
 `dvc metrics diff` shows the changed metrics."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from workflow_helpers import copy_workflow, planned_jobs, snakemake_env
+from workflow_helpers import copy_run, planned_jobs, snakemake_env
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,10 @@ def _git(cwd, *args):
 
 
 @pytest.fixture(scope="module")
-def dvc_repo(tmp_path_factory):
-    """A git + DVC repository holding the workflow with the smoke config as its default."""
-    work = copy_workflow(tmp_path_factory.mktemp("dvc"))
-    shutil.copy(work / "config" / "smoke.yaml", work / "config" / "config.yaml")
+def dvc_repo(tmp_path_factory, smoke_workflow):
+    """A git + DVC repository holding the workflow with the smoke config as its default and
+    the session's smoke run's outputs (a copy): DVC's stages run Snakemake over them."""
+    work = copy_run(smoke_workflow[0], tmp_path_factory.mktemp("dvc") / "work")
     (work / ".gitignore").write_text("/data/\n/models/\n/logs/\n/predictions/\n/.snakemake/\n")
     _git(work, "init", "-q")
     _run(work, f"{BIN}/dvc", "init", "-q")

@@ -12,7 +12,7 @@ import torch
 import vl_world
 from vladapter.cli import main
 from vladapter.data.records import Record
-from vladapter.evaluate.metrics import vqa_accuracy
+from vladapter.metrics import vqa_accuracy
 from vladapter.train.config import TrainConfig
 
 

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from vladapter.errors import ConfigError, DataError
-from vladapter.features.backbones import backbone_name, load_backbone
+from vladapter.features.backbones import load_backbone
+from vladapter.utils.names import name_key as backbone_name
 from vladapter.features.extract import extract_features, list_images
 from vladapter.features.frames import sample_frames
 from vladapter.features.preprocess import ClipPreprocess

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from vladapter.evaluate.metrics import (cider, exact_match, normalize_answer, nlvr_scores, vqa_accuracy,
-                                        vqa_score)
+from vladapter.data.answers import CONTRACTIONS, normalize_answer
+from vladapter.metrics import cider, exact_match, nlvr_scores, vqa_accuracy, vqa_score
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -16,7 +16,9 @@ from vladapter.evaluate.metrics import (cider, exact_match, normalize_answer, nl
     ("The red ball.", "red ball"),      # articles and the final period go
     ("a dog", "dog"),
     ("dont", "don't"),                  # contractions get their apostrophes
-    ("couldntve", "couldn't've"),
+    ("couldnt've", "couldn't've"),
+    ("couldntve", "couldntve"),         # not in the official table: left as it is
+    ("somebody'd", "somebodyd"),        # the official table's quirk, kept
     ("its", "its"),                     # a real word, left alone (as the official table)
     ("t-shirt", "t shirt"),             # a mark inside a word becomes a space
     ("yes !", "yes"),                   # a mark next to a space is deleted
@@ -38,13 +40,13 @@ def test_vqa_answer_normalisation(raw, expected):
     (10, 1.0),
 ])
 def test_vqa_accuracy_averages_min1_over_the_10_humans(n_agree, expected):
-    humans = ["two"] * n_agree + ["three"] * (10 - n_agree)
+    humans = ["2"] * n_agree + ["3"] * (10 - n_agree)
     assert vqa_accuracy("2", humans) == pytest.approx(expected)
 
 
 def test_vqa_score_is_a_percentage_mean():
     humans = [["yes"] * 10, ["red"] * 2 + ["blue"] * 8]
-    assert vqa_score(["Yes.", "red"], humans) == pytest.approx(100 * (1.0 + 0.6) / 2)
+    assert vqa_score(["yes", "red"], humans) == pytest.approx(100 * (1.0 + 0.6) / 2)
     with pytest.raises(ValueError):
         vqa_score(["yes"], humans)
 
@@ -92,3 +94,41 @@ def test_cider_survives_empty_predictions():
     with_empty = cider(preds, refs)
     assert with_empty == pytest.approx(cider({**preds, "2": "zzz"}, refs))
     assert with_empty > 0
+
+
+def test_the_contraction_table_is_the_official_one():
+    assert len(CONTRACTIONS) == 120  # the official table's entries, no more
+    assert CONTRACTIONS["somebody'd"] == "somebodyd" and CONTRACTIONS["y'alld've"] == "y'all'd've"
+    assert "its" not in CONTRACTIONS and "couldntve" not in CONTRACTIONS and "im" not in CONTRACTIONS
+
+
+# prediction, the 10 human answers, official score, VL-T5's evaluator's score
+@pytest.mark.parametrize("prediction, humans, official, vl_t5", [
+    ("two", ["2"] * 10, 0.0, 1.0),                     # all agree: no normalisation officially
+    ("Yes", ["yes"] * 10, 0.0, 1.0),
+    ("an apple", ["apple"] * 10, 0.0, 1.0),
+    (" yes\n", ["yes"] * 10, 1.0, 1.0),                # surrounding space goes in both
+    ("two", ["2"] * 9 + ["two"], 1.0, 1.0),            # humans differ: both sides normalised
+    ("2 dogs", ["two dogs"] * 5 + ["2 dogs"] * 5, 1.0, 1.0),
+    ("2", ["two"] * 5 + ["three"] * 5, 1.0, 0.0),      # VL-T5 leaves the humans' words as they are
+    ("yes", ["Yes"] * 5 + ["no"] * 5, 1.0, 0.0),       # ... and their case
+])
+def test_official_and_vl_t5_evaluators_differ_where_they_should(prediction, humans, official, vl_t5):
+    assert vqa_accuracy(prediction, humans) == pytest.approx(official)
+    assert vqa_accuracy(prediction, humans, "official") == pytest.approx(official)
+    assert vqa_accuracy(prediction, humans, "vl-t5") == pytest.approx(vl_t5)
+    with pytest.raises(ValueError, match="unknown VQA evaluator"):
+        vqa_accuracy(prediction, humans, "vl_t5")
+
+
+def test_the_vqa_task_scores_with_the_evaluator_the_evaluate_section_names():
+    from vladapter.data.records import Record
+    from vladapter.tasks import get_task
+    from vladapter.train.config import EvaluateConfig
+
+    record = Record(uid="1", task="vqa", split="test", source="coco", images=["img"], text="Is it red?",
+                    targets={"yes": 1.0}, references=["yes"] * 10)
+    assert EvaluateConfig().vqa_evaluator == "official"
+    assert get_task("vqa").score(["Yes"], [record])["vqa_score"] == 0.0
+    assert get_task("vqa", vqa_evaluator="official").score(["Yes"], [record])["vqa_score"] == 0.0
+    assert get_task("vqa", vqa_evaluator="vl-t5").score(["Yes"], [record])["vqa_score"] == 100.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,7 +147,10 @@ def test_nan_loss_stops_with_training_error_and_keeps_checkpoint(world, tmp_path
     torch.set_num_threads(1)
     with pytest.raises(TrainingError, match=r"non-finite loss at step \d+ .*task (vqa|nlvr)") as err:
         train(cfg, tmp_path / "run")
+    # the batches before the first VQA batch (seed 0: NLVR2's) were checkpointed, and the
+    # error names the last of them
+    failed_at = int(re.search(r"at step (\d+)", str(err.value)).group(1))
     kept = list_checkpoints(tmp_path / "run")
-    if kept:  # the NLVR2 batches before the first VQA batch were checkpointed, and are named
-        assert str(kept[-1]) in str(err.value)
+    assert failed_at > 1 and kept, str(err.value)
+    assert int(kept[-1].name.split("-")[-1]) == failed_at - 1 and str(kept[-1]) in str(err.value)
     assert not (tmp_path / "run" / "adapter.safetensors").exists()

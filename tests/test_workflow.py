@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from vladapter import experiments
-from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, snakemake_env
+from workflow_helpers import REPO, copy_workflow, planned_commands, planned_jobs, snakemake, snakemake_env
 
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
 
@@ -63,29 +64,40 @@ def test_paper_configs_build_the_full_dag_offline(tmp_path, name, lms, methods, 
     assert not (work / "data").exists()  # a plan only: nothing downloaded
 
 
+def _settings_by_out(commands: list[str], command: str) -> dict[str, dict]:
+    """--out -> the --settings JSON of the planned ``vladapter <command>`` jobs."""
+    found = {}
+    for line in commands:
+        args = shlex.split(line.split(" > ")[0])
+        if args[:2] == ["vladapter", command]:
+            found[args[args.index("--out") + 1]] = json.loads(args[args.index("--settings") + 1])
+    return found
+
+
 def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp_path):
     work = copy_workflow(tmp_path)
-    out = snakemake(work, "-n", "-p").stdout
-    commands = {m.group(1): m.group(0) for m in re.finditer(r"vladapter train .*--out models/tiny-t5/(\S+) .*", out)}
+    commands = planned_commands(work)
+    train = {out.split("/")[-1]: s for out, s in _settings_by_out(commands, "train").items()}
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     expected = {r.name for r in experiments.runs(config)}
-    assert set(commands) == expected
+    assert set(train) == expected
     assert len(expected) == len(config["methods"]["image"]) + len(config["methods"]["video"]) + 2
-    assert "--init models/pretrain/tiny-t5" in commands["image-single_adapter"]
-    assert "--init" not in commands["image-single_adapter-nopt"]
+    assert train["image-single_adapter"]["init"] == "models/pretrain/tiny-t5"
+    assert train["image-single_adapter-nopt"]["init"] is None
+    assert train["video-single_lora"]["tasks"] == ["tvqa", "how2qa", "tvc", "yc2c"]
     # every seed of a run in one training job and one evaluation job
-    assert all("--seeds 0 1 2 " in c for c in commands.values())
-    assert re.search(r"vladapter evaluate .*--model models/tiny-t5/image-single_lora .*--seeds 0 1 2 ", out)
-    assert "--tasks tvqa how2qa tvc yc2c" in commands["video-single_lora"]
+    assert all(s["seeds"] == [0, 1, 2] for s in train.values())
+    assert any(c.startswith("vladapter evaluate ") and "--model models/tiny-t5/image-single_lora " in c
+               and "--seeds 0 1 2 " in c for c in commands)
     # video runs start from the video-pre-trained backbone, which continues the image one
-    assert "--init models/pretrain-video/tiny-t5" in commands["video-single_adapter"]
-    video_pretrain = re.search(r"vladapter pretrain .*--out models/pretrain-video/tiny-t5 .*", out).group(0)
-    assert "--tasks tvc yc2c --init models/pretrain/tiny-t5" in video_pretrain
+    assert train["video-single_adapter"]["init"] == "models/pretrain-video/tiny-t5"
+    pretrain = _settings_by_out(commands, "pretrain")
+    video_pretrain = pretrain["models/pretrain-video/tiny-t5"]
+    assert (video_pretrain["tasks"], video_pretrain["init"]) == (["tvc", "yc2c"], "models/pretrain/tiny-t5")
     # pre-training starts from the image-text matching stage
-    matching = re.search(r"vladapter pretrain --matching .*--out models/pretrain-matching/tiny-t5 .*", out)
-    assert matching is not None
-    image_pretrain = re.search(r"vladapter pretrain .*--out models/pretrain/tiny-t5 .*", out).group(0)
-    assert "--init models/pretrain-matching/tiny-t5" in image_pretrain
+    assert any(c.startswith("vladapter pretrain --matching ") and "models/pretrain-matching/tiny-t5" in c
+               for c in commands)
+    assert pretrain["models/pretrain/tiny-t5"]["init"] == "models/pretrain-matching/tiny-t5"
 
 
 def test_runs_take_their_seeds_from_train_seeds_with_the_video_override():
@@ -98,7 +110,10 @@ def test_runs_take_their_seeds_from_train_seeds_with_the_video_override():
     assert {r.seeds for r in experiments.runs(config)} == {(7,)}
     run = experiments.runs(config)[0]
     assert run.seed_dir(7) == "models/tiny-t5/image-full_finetuning/seed-7"
-    assert experiments.train_settings(config, run)["seeds"] == [7]  # part of what retrains the run
+    settings = experiments.job_settings(config, "train", lm="tiny-t5", modality="image", method=run.method,
+                                        tasks=["vqa"], tokenizer="models/tokenizer")
+    assert settings["seeds"] == [7]  # what the job receives, and what retrains the run when it changes
+    assert "seeds" not in experiments.job_settings(config, "pretrain", lm="tiny-t5", tasks=["pretrain"])
 
 
 def test_full_toy_config_is_the_default_with_every_preset():
@@ -126,18 +141,11 @@ def test_dvc_yaml_is_generated_from_the_workflow():
         assert metrics[run.metrics_path] == {"cache": False, "persist": True}
 
 
-# --- the smoke workflow, end to end ----------------------------------------------------
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    proc = snakemake(work, "--configfile", "config/smoke.yaml", timeout=900)
-    return work, proc.stdout + proc.stderr
-
+# --- the smoke workflow, end to end (run once per session: conftest's smoke_workflow) ----
 
 @pytest.mark.slow
-def test_smoke_workflow_produces_table_plots_and_metrics(smoke_run):
-    work, log = smoke_run
+def test_smoke_workflow_produces_table_plots_and_metrics(smoke_workflow):
+    work, log = smoke_workflow
     assert "results/table.md" in log  # the onsuccess message says where the results are
     runs = experiments.runs(SMOKE)
     for run in runs:
@@ -167,28 +175,30 @@ def test_smoke_workflow_produces_table_plots_and_metrics(smoke_run):
 
 
 @pytest.mark.slow
-def test_second_run_has_nothing_to_do(smoke_run):
-    work, _ = smoke_run
-    assert planned_jobs(work, "--configfile", "config/smoke.yaml") == {}
+def test_second_run_has_nothing_to_do(smoke_workflow):
+    work, _ = smoke_workflow
+    assert planned_jobs(work) == {}
+    assert planned_jobs(work, "--configfile", str(REPO / "config" / "smoke.yaml")) == {}
 
 
 @pytest.mark.slow
-def test_changing_one_learning_rate_reruns_only_that_run_and_the_report(smoke_run):
-    work, _ = smoke_run
+def test_changing_one_learning_rate_reruns_only_that_run_and_the_report(smoke_workflow, tmp_path):
+    work, _ = smoke_workflow
     config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
     config["train"]["lr"]["full_finetuning"] = 5e-4
-    (work / "lr.yaml").write_text(yaml.safe_dump(config))  # keys sorted: order must not matter
-    jobs = planned_jobs(work, "--configfile", "lr.yaml", "--rerun-triggers", "params")
+    lr = tmp_path / "lr.yaml"
+    lr.write_text(yaml.safe_dump(config))  # keys sorted: order must not matter
+    jobs = planned_jobs(work, "--configfile", str(lr), "--rerun-triggers", "params")
     assert jobs == {"train": 1, "evaluate": 1, "report": 1, "all": 1}
-    plan = snakemake(work, "-n", "--configfile", "lr.yaml", "--rerun-triggers", "params").stdout
+    plan = snakemake(work, "-n", "--configfile", str(lr), "--rerun-triggers", "params").stdout
     assert re.findall(r"output: (models/\S+)", plan) == ["models/tiny-t5/image-full_finetuning"]
 
 
 @pytest.mark.slow
-def test_html_report_includes_results_with_captions(smoke_run):
-    work, _ = smoke_run
-    snakemake(work, "--configfile", "config/smoke.yaml", "--report", "report.html", timeout=300)
-    html = (work / "report.html").read_text(errors="replace")
+def test_html_report_includes_results_with_captions(smoke_workflow, tmp_path):
+    work, _ = smoke_workflow
+    snakemake(work, "--report", str(tmp_path / "report.html"), timeout=300)
+    html = (tmp_path / "report.html").read_text(errors="replace")
     for name in ("table.md", "params_vs_score.png", "curves.png"):
         assert name in html
     assert "Average score against the share of trained parameters" in html

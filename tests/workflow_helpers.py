@@ -55,3 +55,26 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def planned_commands(workdir: Path, *args: str) -> list[str]:
+    """The shell commands of the jobs a dry run plans (`snakemake -n -p`)."""
+    out = snakemake(workdir, "-n", "-p", *args).stdout
+    return [line.split("Shell command:", 1)[1].strip() for line in out.splitlines() if "Shell command:" in line]
+
+
+def run_smoke(dest: Path) -> tuple[Path, str]:
+    """The smoke workflow run once, in ``dest``/work: a git repository whose default config
+    (config/config.yaml) is the smoke one, so snakemake, DVC's stages and the SLURM profile
+    all see the same settings. Returns the folder and the run's output."""
+    work = copy_workflow(dest)
+    shutil.copy(work / "config" / "smoke.yaml", work / "config" / "config.yaml")
+    proc = snakemake(work, timeout=900)
+    return work, proc.stdout + proc.stderr
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """A copy of a workflow folder with its outputs, modification times and Snakemake
+    records kept (a copy plans what the original plans); ``dest`` must not exist."""
+    shutil.copytree(src, dest, symlinks=True, copy_function=shutil.copy2)
+    return dest

@@ -16,24 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from vladapter.data.datasets import DATASETS
 from vladapter.data.records import DATASET_TASK
+from vladapter.utils.names import is_folder_name, name_key
 
 MODALITIES = ("image", "video")
 
 # dataset -> the feature source its records refer to (VQAv2 asks about COCO images)
-FEATURE_SOURCE = {
-    "vqav2": "coco", "coco": "coco", "gqa": "gqa", "nlvr2": "nlvr2", "pretrain": "pretrain",
-    "tvqa": "tvqa", "how2qa": "how2qa", "tvc": "tvc", "yc2c": "yc2c",
-}
-
-
-def name_key(name: str) -> str:
-    """The path-safe key of a model name, as in feature file names (features.backbones):
-    its last path component (facebook/bart-base -> bart-base, models/toyclip -> toyclip),
-    the model of an open_clip name (open_clip:RN101@openai -> RN101)."""
-    if name.startswith("open_clip:"):
-        return name.split(":", 1)[1].split("@")[0]
-    return name.rstrip("/").split("/")[-1]
+FEATURE_SOURCE = {d.name: d.source for d in DATASETS.values()}
+# dataset -> the datasets whose raw files preparing it reads (itself first)
+RAW_NEEDS = {d.name: (d.name, *d.needs) for d in DATASETS.values()}
 
 
 @dataclass(frozen=True)
@@ -64,15 +56,6 @@ class Run:
 def seed_dir(run_dir: str, seed: int) -> str:
     """Where the model (or predictions) of one seed of a run lives."""
     return f"{run_dir}/seed-{seed}"
-
-
-def parse_run_name(name: str) -> tuple[str, str, bool]:
-    """``image-single_adapter-nopt`` -> (``image``, ``single_adapter``, False)."""
-    modality, _, rest = name.partition("-")
-    if modality not in MODALITIES or not rest:
-        raise ValueError(f"not a run name: {name!r} (expected <image|video>-<preset>[-nopt])")
-    nopt = rest.endswith("-nopt")
-    return modality, rest[: -len("-nopt")] if nopt else rest, not nopt
 
 
 def runs(config: Mapping[str, Any]) -> list[Run]:
@@ -118,14 +101,106 @@ def video_pretraining(config: Mapping[str, Any]) -> list[str]:
     return [t for t in video if t in VIDEO_CAPTION_TASKS] or video
 
 
-def train_settings(config: Mapping[str, Any], run: Run) -> dict[str, Any]:
-    """The training settings of one run: the ``train`` section with the modality's
-    overrides applied and ``lr`` resolved to this run's preset."""
-    section = dict(config["train"])
-    overrides = section.pop("video", None) or {}
-    if run.modality == "video":
-        section.update(overrides)
-    lr = section["lr"]
-    section["lr"] = lr.get(run.method, lr["default"]) if isinstance(lr, Mapping) else lr
-    section["seeds"] = list(run.seeds)
-    return section
+# train/pretrain keys the workflow sets for each job: in the config file they would be
+# overwritten without a word, so they are refused (key -> where the workflow takes it from)
+SET_PER_JOB = {
+    "lm": "lms", "method": "methods.<modality>", "tasks": "datasets.<modality>",
+    "init": "pretrain.enabled (runs start from the pre-trained backbone)", "tokenizer": "the top-level tokenizer",
+    "prepared": "the workflow's data/prepared", "features": "the workflow's data/features",
+    "backbone": "backbone.<modality>", "n_image_tokens": "features.n_image_tokens",
+    "n_video_frames": "features.n_video_frames",
+}
+# job stage -> (config section, sub-section over it)
+STAGES = {"train": ("train", None), "pretrain": ("pretrain", None), "matching": ("pretrain", "matching"),
+          "video": ("pretrain", None), "evaluate": ("evaluate", None)}
+
+
+def job_settings(config: Mapping[str, Any], stage: str, *, lm: str | None = None, modality: str = "image",
+                 method: str | None = None, tasks: list[str] | None = None, init: str | None = None,
+                 tokenizer: str | None = None) -> dict[str, Any]:
+    """The settings one workflow job of ``stage`` (train | pretrain | matching | video |
+    evaluate) runs with, as the JSON object its command receives (``--settings``).
+
+    The config's section resolved by vladapter.train.config.resolve_section (the one place
+    sections are merged), with what the workflow decides per job: the LM's name, the
+    method, the task keys, the backbone it starts from (``init``), the tokenizer, and the
+    data folders and feature shapes of ``modality``. Snakemake's params compare exactly
+    this value, so a job reruns when (and only when) what it receives changes.
+    """
+    from vladapter.train.config import EvaluateConfig, PretrainConfig, TrainConfig, resolve_section, settings_of
+
+    section, sub = STAGES[stage]
+    if stage == "evaluate":
+        return settings_of(resolve_section(config[section], section, EvaluateConfig, where="config"))
+    features = config["features"]
+    given = {
+        "lm": lm, "method": method, "tasks": tasks, "init": init, "tokenizer": tokenizer,
+        "prepared": "data/prepared", "features": "data/features", "backbone": name_key(config["backbone"][modality]),
+        "n_image_tokens": features["n_image_tokens"], "n_video_frames": features["n_video_frames"],
+    }
+    if section == "train":
+        given["seeds"] = list(seeds(config, modality))  # always a list: one folder per seed
+        return settings_of(resolve_section(config[section], section, TrainConfig, given, where="config"))
+    resolved = settings_of(resolve_section(config[section], section, PretrainConfig, given, stage=sub, where="config"))
+    return {k: v for k, v in resolved.items() if k != "seeds"}  # one backbone: no seeds of runs
+
+
+def check_per_job_keys(config: Mapping[str, Any]) -> None:
+    """ConfigError naming a ``train``/``pretrain`` key (or sub-section key) the workflow
+    sets for each job (SET_PER_JOB), which the config file must leave out."""
+    from vladapter.errors import ConfigError
+
+    for key in ("method", "method_overrides"):
+        if key in (config.get("pretrain") or {}):
+            raise ConfigError(f"pretrain.{key}: pre-training trains the whole backbone, with no PETL method; "
+                              "remove it from the config")
+    for section in ("train", "pretrain"):
+        parts = {section: config.get(section) or {}}
+        for sub in ("video", "matching"):
+            parts[f"{section}.{sub}"] = (config.get(section) or {}).get(sub) or {}
+        for where, values in parts.items():
+            for key in sorted(set(values) & set(SET_PER_JOB)):
+                raise ConfigError(f"{where}.{key}: the workflow sets this for each job from {SET_PER_JOB[key]}; "
+                                  f"remove it from the config")
+
+
+def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None:
+    """Every check of a validated workflow config that the schema cannot make, before any
+    job runs (ConfigError naming the key and the fix): keys the workflow sets per job,
+    each job's settings (vladapter.train.config's checks: steps or epochs, square image
+    tokens, task keys, ...), PETL method options, frame sampling, backbone folders
+    (``built``: folders a rule of the workflow makes)."""
+    from vladapter.errors import ConfigError
+
+    check_per_job_keys(config)
+    frames = config["features"]["frames"]
+    if frames["mode"] == "count" and not float(frames["value"]).is_integer():
+        raise ConfigError(f"features.frames.value: {frames['value']} frames per clip is not a whole number "
+                          "(mode count samples that many frames; or use mode every for one frame per value seconds)")
+    for modality in MODALITIES:
+        spec = config["backbone"][modality]
+        if config["datasets"][modality] and is_folder_name(spec) and spec.rstrip("/") not in built:
+            from pathlib import Path
+
+            if not Path(spec).is_dir():
+                raise ConfigError(f"backbone.{modality}: folder {spec} not found (and no rule makes it); "
+                                  f"name an existing CLIP folder or a Hugging Face CLIP checkpoint")
+    for run in runs(config):
+        job_settings(config, "train", lm=run.lm, modality=run.modality, method=run.method,
+                     tasks=tasks(config, run.modality))
+    overrides = (config.get("train") or {}).get("method_overrides") or {}
+    if overrides:
+        from vladapter.petl.method import resolve
+
+        for method in sorted({run.method for run in runs(config)}):
+            try:
+                resolve(method, overrides)
+            except ConfigError as e:
+                raise ConfigError(f"train.method_overrides: {e}") from None
+    if config["pretrain"]["enabled"]:
+        job_settings(config, "pretrain", lm="lm", tasks=["pretrain"])
+        if (config["pretrain"].get("matching") or {}).get("enabled"):
+            job_settings(config, "matching", lm="lm", tasks=["pretrain"])
+        if video_pretraining(config):
+            job_settings(config, "video", lm="lm", modality="video", tasks=video_pretraining(config))
+    job_settings(config, "evaluate")

@@ -1,16 +1,15 @@
 # Config validation, the experiment matrix and path helpers shared by every rule file.
 
-import json
 import os
 import re
 
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from vladapter import experiments as X
 from vladapter.config_schema import config_problems
-from vladapter.utils.io import write_text
+from vladapter.errors import ConfigError
+from vladapter.train.config import canonical
 
 
 # Before any job: a wrong key or value stops here with a message naming it.
@@ -34,25 +33,16 @@ ENV = "../envs/vladapter.yaml"
 # folder -> vision tower: a ViT (the default backbone) and a ResNet (RN101 in miniature)
 TOY_CLIPS = {"models/toyclip": "vit", "models/toyclip-resnet": "resnet"}
 TOY_CLIP_NAMES = "|".join(map(re.escape, map(os.path.basename, TOY_CLIPS)))
-
-# The merged, validated config (config files + --config overrides) handed to every
-# command, so commands see exactly what the workflow validated. Rewritten only when its
-# content changes; it is not an input of any job; each rule's params carry the settings it
-# depends on, which is what makes Snakemake rerun the right jobs.
-CONFIG = "logs/config.yaml"
-_effective = yaml.safe_dump(config, sort_keys=False)
-if not os.path.exists(CONFIG) or open(CONFIG).read() != _effective:
-    write_text(CONFIG, _effective)
+# What the schema cannot check, also before any job (vladapter.experiments.check_config).
+# Nothing here writes a file: each job receives its own settings on its command line.
+try:
+    X.check_config(config, built=tuple(TOY_CLIPS) if TOY else ())
+except ConfigError as e:  # the message names the key and the fix; its traceback would not help
+    raise WorkflowError(f"config: {e}") from None
 
 
 def _alternatives(names):
     return "|".join(map(re.escape, sorted(names))) or "(?!)"
-
-
-def canonical(settings):
-    """Settings as a params value that changes only when a value does (not the key order
-    of the config file): what Snakemake's params trigger compares."""
-    return json.dumps(settings, sort_keys=True)
 
 
 def res(kind):
@@ -78,8 +68,7 @@ def raw(dataset):
 
 
 def raw_inputs(wildcards):
-    needs = [wildcards.dataset] + (["coco"] if wildcards.dataset == "vqav2" else [])
-    return sorted({raw(d) for d in needs})
+    return sorted({raw(d) for d in X.RAW_NEEDS.get(wildcards.dataset, [wildcards.dataset])})
 
 
 def prepared(dataset, splits=SPLITS):
@@ -167,38 +156,66 @@ def model_inputs(datasets):
     return inputs
 
 
+def train_init(run):
+    """The backbone a run starts from: the (video) pre-trained one, or None."""
+    if not run.pretrained:
+        return None
+    video = run.modality == "video" and VIDEO_PRETRAIN
+    return f"models/pretrain-video/{run.lm}" if video else f"models/pretrain/{run.lm}"
+
+
 def train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = model_inputs(datasets_of(run.modality))
     if run.pretrained:
-        video = run.modality == "video" and VIDEO_PRETRAIN
-        inputs["init"] = f"models/pretrain-video/{run.lm}" if video else f"models/pretrain/{run.lm}"
+        inputs["init"] = train_init(run)
     return inputs
+
+
+def pretrain_init(stage, lm):
+    """The backbone a pre-training stage continues: the matching stage's, the image one's."""
+    if stage == "video":
+        return f"models/pretrain/{lm}"
+    return f"models/pretrain-matching/{lm}" if stage == "pretrain" and MATCHING else None
 
 
 def pretrain_inputs(wildcards):
     """The pre-training split's data, and the matching stage's backbone when there is one."""
     inputs = model_inputs(["pretrain"])
     if MATCHING:
-        inputs["init"] = f"models/pretrain-matching/{wildcards.lm}"
+        inputs["init"] = pretrain_init("pretrain", wildcards.lm)
     return inputs
-
-
-def pretrain_settings(stage=None):
-    """The ``pretrain`` keys a pre-training stage's backbone depends on (params): the
-    section's, with the matching stage's over them, or the video stage's overrides and tasks."""
-    section = {k: v for k, v in config["pretrain"].items() if k not in ("enabled", "compare", "video", "matching")}
-    if stage == "matching":
-        return canonical({**section, "objectives": ["itm"], **config["pretrain"].get("matching", {})})
-    if stage == "video":
-        return canonical({**section, "video": config["pretrain"].get("video", {}), "tasks": VIDEO_PRETRAIN})
-    return canonical(section)
 
 
 def pretrain_video_inputs(wildcards):
     """The image-text backbone it continues, and the video captioning data it trains on."""
     datasets = [d for d in VIDEO_DATASETS if X.DATASET_TASK[d] in VIDEO_PRETRAIN]
-    return {**model_inputs(datasets), "init": f"models/pretrain/{wildcards.lm}"}
+    return {**model_inputs(datasets), "init": pretrain_init("video", wildcards.lm)}
+
+
+def settings(stage):
+    """params value of a job of ``stage`` (train, pretrain, matching, video, evaluate,
+    majority): the canonical JSON of the settings its command receives (``--settings``),
+    from vladapter.experiments.job_settings. Snakemake's params trigger compares it, so a
+    job reruns exactly when what it receives changes."""
+
+    def value(wildcards):
+        if stage in ("evaluate", "majority"):
+            extra = {"prepared": "data/prepared"} if stage == "majority" else {}
+            return canonical({**X.job_settings(config, "evaluate"), **extra})
+        lm = LMS[wildcards.lm]
+        if stage == "train":
+            run = run_of(wildcards)
+            return canonical(X.job_settings(
+                config, "train", lm=lm, modality=run.modality, method=run.method,
+                tasks=X.tasks(config, run.modality), init=train_init(run), tokenizer=tokenizer_of(lm)))
+        video = stage == "video"
+        return canonical(X.job_settings(
+            config, stage, lm=lm, modality="video" if video else "image",
+            tasks=VIDEO_PRETRAIN if video else ["pretrain"], init=pretrain_init(stage, wildcards.lm),
+            tokenizer=tokenizer_of(lm)))
+
+    return value
 
 
 def evaluate_inputs(wildcards):
@@ -211,18 +228,10 @@ def evaluate_inputs(wildcards):
     }
 
 
-def tokenizer_arg(wildcards, input):
-    """--tokenizer: the word-level one built from the toy texts, else the LM's own."""
-    return input.tokenizer if "tokenizer" in input.keys() else LMS[wildcards.lm]
-
-
-def data_args(modality):
-    """Where training reads records and features, and their shape (config `features`), as
-    an argument list (the shell command quotes each: `{params.data:q}`)."""
-    f = config["features"]
-    return ["--prepared", "data/prepared", "--features", "data/features",
-            "--backbone", X.name_key(config["backbone"][modality]),
-            "--n-image-tokens", f["n_image_tokens"], "--n-video-frames", f["n_video_frames"]]
+def tokenizer_of(lm):
+    """A job's tokenizer: the word-level one the workflow builds (models/tokenizer), else
+    the LM's own (config `tokenizer: null`)."""
+    return tokenizer() or lm
 
 
 def device():

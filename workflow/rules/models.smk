@@ -25,11 +25,8 @@ rule pretrain_matching:
     output:
         directory("models/pretrain-matching/{lm}"),
     params:
-        config=CONFIG,
-        lm=lambda w: LMS[w.lm],
-        settings=pretrain_settings("matching"),
-        tokenizer=tokenizer_arg,
-        data=data_args("image"),
+        # every setting the job receives, as canonical JSON (a change reruns it)
+        settings=settings("matching"),
         launcher=launcher,
     priority: 10  # pre-training waits for it
     log:
@@ -42,8 +39,8 @@ rule pretrain_matching:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --matching --config {params.config:q} --out {output:q}"
-        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter pretrain --matching --settings {params.settings:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule pretrain:
@@ -52,13 +49,8 @@ rule pretrain:
     output:
         directory("models/pretrain/{lm}"),
     params:
-        config=CONFIG,
-        lm=lambda w: LMS[w.lm],
-        # what the backbone depends on (not which runs use it)
-        settings=pretrain_settings(),
-        init=lambda w, input: ["--init", input.init] if "init" in input.keys() else [],
-        tokenizer=tokenizer_arg,
-        data=data_args("image"),
+        # what the backbone depends on (not which runs use it): every setting the job receives
+        settings=settings("pretrain"),
         launcher=launcher,
     priority: 10  # every run waits for the pre-trained backbone
     log:
@@ -71,8 +63,7 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --config {params.config:q} --out {output:q} {params.init:q}"
-        " --lm {params.lm:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter pretrain --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule pretrain_video:
@@ -81,12 +72,7 @@ rule pretrain_video:
     output:
         directory("models/pretrain-video/{lm}"),
     params:
-        config=CONFIG,
-        lm=lambda w: LMS[w.lm],
-        tasks=VIDEO_PRETRAIN,
-        settings=pretrain_settings("video"),
-        tokenizer=tokenizer_arg,
-        data=data_args("video"),
+        settings=settings("video"),
         launcher=launcher,
     priority: 5  # the video runs wait for it
     log:
@@ -99,9 +85,7 @@ rule pretrain_video:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --config {params.config:q} --out {output:q}"
-        " --lm {params.lm:q} --tasks {params.tasks:q} --init {input.init:q}"
-        " --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter pretrain --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -110,16 +94,9 @@ rule train:
     output:
         directory("models/{lm}/{run}"),
     params:
-        config=CONFIG,
-        lm=lambda w: LMS[w.lm],
-        method=lambda w: run_of(w).method,
-        tasks=lambda w: X.tasks(config, run_of(w).modality),
-        init=lambda w, input: ["--init", input.init] if "init" in input.keys() else [],
-        tokenizer=tokenizer_arg,
-        data=lambda w: data_args(run_of(w).modality),
-        seeds=lambda w: list(run_of(w).seeds),  # one process trains every seed (models/<lm>/<run>/seed-<n>)
-        # what this run's result depends on: a change here (and only here) retrains it
-        settings=lambda w: canonical(X.train_settings(config, run_of(w))),
+        # what this run's result depends on, exactly as the job receives it: a change here
+        # (and only here) retrains it
+        settings=settings("train"),
         launcher=launcher,
     log:
         "logs/train/{lm}/{run}.log",
@@ -131,6 +108,4 @@ rule train:
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter train --config {params.config:q} --out {output:q}"
-        " --lm {params.lm:q} --method {params.method:q} --tasks {params.tasks:q} {params.init:q}"
-        " --seeds {params.seeds:q} --tokenizer {params.tokenizer:q} {params.data:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter train --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"

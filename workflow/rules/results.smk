@@ -8,8 +8,7 @@ rule evaluate:
         metrics="metrics/{lm}/{run}.json",
         predictions=directory("predictions/{lm}/{run}"),
     params:
-        config=CONFIG,
-        settings=canonical(config["evaluate"]),
+        settings=settings("evaluate"),
         device=device(),
         seeds=lambda w: list(run_of(w).seeds),  # each seed's model, in one process
     log:
@@ -22,7 +21,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "vladapter evaluate --config {params.config:q} --model {input.model:q} --out {output.metrics:q}"
+        "vladapter evaluate --settings {params.settings:q} --model {input.model:q} --out {output.metrics:q}"
         " --predictions {output.predictions:q} --device {params.device:q} --seeds {params.seeds:q} > {log:q} 2>&1"
 
 
@@ -32,10 +31,8 @@ rule majority:
     output:
         "metrics/majority.json",
     params:
-        config=CONFIG,
         datasets=",".join(IMAGE_DATASETS + VIDEO_DATASETS),
-        split=config["evaluate"].get("split", "test"),
-        settings=canonical(config["evaluate"]),
+        settings=settings("majority"),
     log:
         "logs/majority.log",
     benchmark:
@@ -46,8 +43,8 @@ rule majority:
     conda:
         ENV
     shell:
-        "vladapter evaluate --majority --config {params.config:q} --datasets {params.datasets:q}"
-        " --prepared data/prepared --split {params.split:q} --out {output:q} > {log:q} 2>&1"
+        "vladapter evaluate --majority --settings {params.settings:q} --datasets {params.datasets:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -62,8 +59,8 @@ rule report:
                     category="Results"),
         curves=report("results/curves.png", caption="../report/curves.rst", category="Training"),
     params:
-        config=CONFIG,
-        runs=[r.name for r in RUNS.values()],
+        # the workflow config the report describes (its runs, datasets, split), as it receives it
+        settings=canonical(config),
     log:
         "logs/report.log",
     benchmark:
@@ -74,4 +71,4 @@ rule report:
     conda:
         ENV
     shell:
-        "vladapter report --config {params.config:q} --out results > {log:q} 2>&1"
+        "vladapter report --settings {params.settings:q} --out results > {log:q} 2>&1"

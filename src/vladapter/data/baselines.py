@@ -15,9 +15,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Sequence
 
+from vladapter.data.datasets import DATASETS
 from vladapter.data.records import DATASET_TASK, Record
 
-QA_TASKS = ("vqa", "gqa", "nlvr", "tvqa", "how2qa")
+QA_TASKS = tuple(d.task for d in DATASETS.values() if d.answer_prior)
 
 
 def _score(task_key: str, predictions: list[str], records: Sequence[Record]) -> float:
@@ -34,8 +35,8 @@ def majority_baseline(task_key: str, train: Sequence[Record], test: Sequence[Rec
     labelled = [r for r in test if r.targets]
     if task_key not in QA_TASKS or not train or not labelled:
         return None
-    answer = get_task(task_key).majority(train)
-    return _score(task_key, [answer] * len(labelled), labelled)
+    task = get_task(task_key)
+    return round(task.majority_baseline(train, labelled)[1][task.metric], 2)
 
 
 def question_prior_baseline(task_key: str, train: Sequence[Record], test: Sequence[Record]) -> float | None:

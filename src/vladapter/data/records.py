@@ -11,23 +11,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# task keys used by models, PETL task routing, samplers and metrics
-IMAGE_TASKS = ("vqa", "gqa", "nlvr", "caption")
-VIDEO_TASKS = ("tvqa", "how2qa", "tvc", "yc2c")
-PRETRAIN_TASKS = ("pretrain",)
+from vladapter.data.datasets import DATASETS, tasks_of
+
+# task keys used by models, PETL task routing, samplers and metrics (vladapter.data.datasets)
+IMAGE_TASKS = tasks_of("image")
+VIDEO_TASKS = tasks_of("video")
 
 # dataset name -> task key
-DATASET_TASK = {
-    "vqav2": "vqa",
-    "gqa": "gqa",
-    "nlvr2": "nlvr",
-    "coco": "caption",
-    "tvqa": "tvqa",
-    "how2qa": "how2qa",
-    "tvc": "tvc",
-    "yc2c": "yc2c",
-    "pretrain": "pretrain",
-}
+DATASET_TASK = {d.name: d.task for d in DATASETS.values()}
 
 
 @dataclass

@@ -34,6 +34,8 @@ from vladapter.train.config import EvaluateConfig, add_config_flags, load_sectio
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config; its `evaluate` section is read (flags override it)")
+    parser.add_argument("--settings", help="the `evaluate` settings as one JSON object, taken as they are (what a "
+                        "workflow job receives; instead of --config)")
     parser.add_argument("--model", help="trained run folder (models/<lm>/<run>)")
     parser.add_argument("--out", help="metrics JSON (default: metrics/<lm>/<run>.json)")
     parser.add_argument("--predictions", help="folder for submission files (default: predictions/<lm>/<run>)")
@@ -48,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_section(args.config, "evaluate", EvaluateConfig, overrides_from(args, EvaluateConfig))
+    cfg = load_section(args.config, "evaluate", EvaluateConfig, overrides_from(args, EvaluateConfig),
+                       settings=args.settings)
     if args.majority:
         datasets = [d for item in (args.datasets or list(DATASET_TASK)) for d in item.split(",") if d]
         unknown = [d for d in datasets if d not in DATASET_TASK or d == "pretrain"]
@@ -104,7 +107,8 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
             cfg = _with_run_defaults(cfg, train_cfg)
             tokenizer = load_run_tokenizer(cfg.tokenizer, train_cfg["lm"])
             features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
-            data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, task_options(train_cfg))
+            options = {**task_options(train_cfg), "vqa_evaluator": cfg.vqa_evaluator}
+            data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, options)
         predictions = Path(predictions_dir if seed is None else seed_dir(str(predictions_dir), seed))
         per_task = {}
         for name, td in data.items():
@@ -134,11 +138,11 @@ def majority_baseline(tasks: list[str], cfg: EvaluateConfig, out: str | Path) ->
     ensure_writable(Path(out).parent)
     prepared = cfg.prepared or "data/prepared"
     train = load_task_data(prepared, tasks, "train")
-    test = load_task_data(prepared, tasks, cfg.split, cfg.max_examples)
+    test = load_task_data(prepared, tasks, cfg.split, cfg.max_examples, {"vqa_evaluator": cfg.vqa_evaluator})
     per_task, answers = {}, {}
     for name, td in test.items():
-        answers[name] = td.task.majority(train[name].records)
-        per_task[name] = {**td.task.score([answers[name]] * len(td.records), td.records), "n": len(td.records)}
+        answers[name], scores = td.task.majority_baseline(train[name].records, td.records)
+        per_task[name] = {**scores, "n": len(td.records)}
     metrics = {"run": "majority", "split": cfg.split, "answers": answers, **_summary(per_task, test)}
     write_json(out, metrics)
     return metrics

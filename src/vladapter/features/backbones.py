@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from vladapter.errors import ConfigError
+from vladapter.utils.names import is_folder_name, name_key
 from vladapter.features.preprocess import ClipPreprocess
 
 
@@ -51,14 +52,6 @@ class VisionBackbone:
         return x.flatten(2).transpose(1, 2), pooled
 
 
-def backbone_name(spec: str) -> str:
-    """Short name used in feature file names: ``models/toyclip`` -> ``toyclip``,
-    ``openai/clip-vit-base-patch32`` -> ``clip-vit-base-patch32``, ``open_clip:RN101`` -> ``RN101``."""
-    if spec.startswith("open_clip:"):
-        return spec.split(":", 1)[1].split("@")[0]
-    return Path(spec.rstrip("/")).name
-
-
 def load_backbone(spec: str, device: str | torch.device = "cpu") -> VisionBackbone:
     """Load the frozen backbone named by ``spec`` (see the module docstring) in eval mode."""
     if spec.startswith("open_clip:"):
@@ -76,7 +69,7 @@ def _load_toy_resnet(spec: str, device) -> VisionBackbone:
     vision, cfg = load_toy_resnet_vision(spec)
     vision.requires_grad_(False).to(device)
     return VisionBackbone(
-        name=backbone_name(spec), module=vision, preprocess=ClipPreprocess(cfg.image_size), grid=(cfg.grid, cfg.grid),
+        name=name_key(spec), module=vision, preprocess=ClipPreprocess(cfg.image_size), grid=(cfg.grid, cfg.grid),
         dim=cfg.width, pooled_dim=cfg.projection_dim, config={"source": spec, **cfg.to_dict()}, kind="toy_resnet")
 
 
@@ -85,9 +78,12 @@ def _load_hf(spec: str, device) -> VisionBackbone:
     from transformers.utils import logging as hf_logging
 
     local = Path(spec)
-    if not local.exists() and (spec.startswith((".", "/")) or spec.startswith("models")):
+    if not local.exists() and is_folder_name(spec):
         raise ConfigError(f"backbone folder {spec} not found; train it first (vladapter train-toy-clip) or name "
                           "a Hugging Face CLIP checkpoint such as openai/clip-vit-base-patch32")
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ConfigError(f"backbone folder {spec} holds no CLIP: it has neither config.json (a Hugging Face "
+                          "CLIP) nor toy_clip.json (a toy CLIP); name a CLIP folder or checkpoint")
     try:
         config = AutoConfig.from_pretrained(spec)
         if config.model_type == "clip":  # a whole CLIPModel: keep its vision tower and projection
@@ -106,7 +102,7 @@ def _load_hf(spec: str, device) -> VisionBackbone:
     cfg = model.config
     side = cfg.image_size // cfg.patch_size
     return VisionBackbone(
-        name=backbone_name(spec), module=model, preprocess=ClipPreprocess(cfg.image_size),
+        name=name_key(spec), module=model, preprocess=ClipPreprocess(cfg.image_size),
         grid=(side, side), dim=cfg.hidden_size, pooled_dim=cfg.projection_dim,
         config={"source": spec, **{k: v for k, v in cfg.to_dict().items() if k != "transformers_version"}},
         kind="hf")
@@ -129,6 +125,6 @@ def _load_open_clip(spec: str, device) -> VisionBackbone:
             torch.zeros(1, 3, size, size, device=device))
     side = int(round(grid.shape[1] ** 0.5))
     return VisionBackbone(
-        name=backbone_name(spec), module=visual, preprocess=ClipPreprocess(size), grid=(side, side),
+        name=name_key(spec), module=visual, preprocess=ClipPreprocess(size), grid=(side, side),
         dim=grid.shape[-1], pooled_dim=pooled.shape[-1],
         config={"source": spec, "architecture": arch, "pretrained": weights or "openai"}, kind="open_clip")

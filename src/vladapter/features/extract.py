@@ -12,6 +12,7 @@ and the output file appears only when complete.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,18 +125,10 @@ def _encode(backbone: VisionBackbone, crops: list[np.ndarray], device: torch.dev
     import torch
 
     pixels = backbone.preprocess.normalise(np.concatenate(crops)).to(device, non_blocking=True)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     with autocast:
         grid, pooled = backbone.encode(pixels)
     return grid.float().cpu().numpy().astype(np.float16), pooled.float().cpu().numpy().astype(np.float16)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[str, Path] | None = None,

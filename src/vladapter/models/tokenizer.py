@@ -19,7 +19,9 @@ from vladapter.errors import ConfigError, DataError
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>", "<s>", "<mask>"]
 # T5-style span-corruption sentinels for VL pre-training
 N_SENTINELS = 100
-# words the task text formats use even if no record contains them
+# words the task text formats use even if no record contains them. Never edit: ids follow
+# positions, so any change reorders the toy vocabulary; a new task's key (its text prefix)
+# comes from the dataset registry (task_words) and is appended after the corpus words
 FIXED_WORDS = [
     "vqa", "gqa", "nlvr", "caption", "tvqa", "how2qa", "tvc", "yc2c", "pretrain",
     "subs", "q", "ts", "choices", "a0", "a1", "a2", "a3", "a4", "true", "false", "yes", "no",
@@ -58,6 +60,14 @@ def prepared_files(prepared: Path) -> list[Path]:
     return files
 
 
+def task_words() -> list[str]:
+    """Every registered dataset's task key (the word of its text prefix, "vqa:"): in the
+    vocabulary whether or not a record contains it."""
+    from vladapter.data.datasets import DATASETS
+
+    return list(dict.fromkeys(d.task for d in DATASETS.values()))
+
+
 def build_tokenizer(texts: Iterable[str], min_frequency: int = 1):
     """A word-level ``PreTrainedTokenizerFast`` over ``texts`` (+ fixed words and specials)."""
     from collections import Counter
@@ -72,7 +82,7 @@ def build_tokenizer(texts: Iterable[str], min_frequency: int = 1):
     sentinels = [f"<extra_id_{i}>" for i in range(N_SENTINELS)]
     words = sorted(w for w, c in counts.items() if c >= min_frequency)
     vocab: dict[str, int] = {}
-    for token in [*SPECIAL_TOKENS, *sentinels, *FIXED_WORDS, *words]:
+    for token in [*SPECIAL_TOKENS, *sentinels, *FIXED_WORDS, *words, *task_words()]:
         vocab.setdefault(token, len(vocab))
 
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))

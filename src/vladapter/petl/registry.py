@@ -15,8 +15,6 @@ from vladapter.petl.hyperformer import HyperformerConfig
 from vladapter.petl.lora import LoRAConfig
 from vladapter.petl.prompt import PromptConfig
 
-TRAIN_GROUPS = ("all", "layernorm", "bias")
-
 
 @dataclass(frozen=True)
 class Preset:

@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vladapter import experiments
+from vladapter.data.datasets import DATASETS
 from vladapter.errors import DataError
 
 # how the paper names the benchmark of each task key
-BENCHMARK = {
-    "vqa": "VQAv2", "gqa": "GQA", "nlvr": "NLVR2", "caption": "COCO",
-    "tvqa": "TVQA", "how2qa": "How2QA", "tvc": "TVC", "yc2c": "YC2C",
-}
+BENCHMARK = {d.task: d.label for d in DATASETS.values() if d.label}  # task key -> column name
 METRIC_LABEL = {"vqa_score": "VQA score", "accuracy": "acc.", "cider": "CIDEr"}
 
 

@@ -13,6 +13,7 @@ and each run's dvclive training log, and writes into --out:
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import yaml
@@ -24,6 +25,8 @@ from vladapter.utils.io import write_text
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml",
                         help="workflow config whose runs are reported (default: config/config.yaml)")
+    parser.add_argument("--settings", help="the workflow config as one JSON object (what the workflow's report job "
+                        "receives; instead of --config)")
     parser.add_argument("--root", default=".",
                         help="folder holding metrics/ and models/ (default: the current folder)")
     parser.add_argument("--out", default="results", help="output folder (default: results)")
@@ -33,10 +36,16 @@ def run(args: argparse.Namespace) -> int:
     from vladapter.report import plots
     from vladapter.report.results import collect, markdown_table, scores_csv
 
-    path = Path(args.config)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    config = yaml.safe_load(path.read_text())
+    if args.settings is not None:
+        try:
+            config = json.loads(args.settings)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--settings is not a JSON object: {e}") from None
+    else:
+        path = Path(args.config)
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        config = yaml.safe_load(path.read_text())
     rows = collect(config, args.root)
     out = Path(args.out)
     write_text(out / "table.md", markdown_table(config, rows))

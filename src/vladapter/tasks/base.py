@@ -43,7 +43,6 @@ class Task:
     batch_scale: float = 1.0      # per-task batch size = round(base batch x scale)
     metric: str = "accuracy"      # the headline metric key in `score`'s result
     modality: str = "image"       # image | video
-    submission_suffix: str = ".json"
 
     # --- text -------------------------------------------------------------------------
     def source_text(self, record: Record, prefix: bool) -> str:
@@ -75,13 +74,21 @@ class Task:
     # --- evaluation -------------------------------------------------------------------
     def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
         """Metrics (percent) of ``predictions[i]`` for ``records[i]``."""
-        from vladapter.evaluate.metrics import exact_match
+        from vladapter.metrics import exact_match
 
         return {"accuracy": exact_match(predictions, [self.answer(r) for r in records])}
 
     def majority(self, train_records: Sequence[Record]) -> str:
         """The most frequent best answer in the training records (the baseline's answer)."""
         return self._most_frequent(self.answer(r) for r in train_records)
+
+    def majority_baseline(self, train_records: Sequence[Record],
+                          records: Sequence[Record]) -> tuple[str, dict[str, float]]:
+        """The majority-answer baseline: the training records' majority answer, predicted
+        for each of ``records``, and its metrics (the one baseline `vladapter evaluate
+        --majority` and the toy world's statistics both report)."""
+        answer = self.majority(train_records)
+        return answer, self.score([answer] * len(records), records)
 
     def _most_frequent(self, answers) -> str:
         """The most frequent of ``answers`` (ties: the largest string)."""
@@ -92,7 +99,7 @@ class Task:
 
     def write_submission(self, path: Path, predictions: Sequence[str], records: Sequence[Record]) -> Path:
         """Write predictions in the benchmark's submission format; returns the file."""
-        path = Path(path).with_suffix(self.submission_suffix)
+        path = Path(path).with_suffix(".json")
         write_json(path, [{"uid": r.uid, "prediction": p} for r, p in zip(records, predictions)])
         return path
 

@@ -38,7 +38,7 @@ class CaptionTask(Task):
         return references(record)[0]
 
     def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
-        from vladapter.evaluate.metrics import cider
+        from vladapter.metrics import cider
 
         preds = {r.uid: p for r, p in zip(records, predictions, strict=True)}
         return {"cider": cider(preds, {r.uid: references(r) for r in records})}

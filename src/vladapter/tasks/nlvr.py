@@ -23,7 +23,6 @@ class NLVRTask(Task):
     max_new_tokens = 2
     batch_scale = 20 / 60
     metric = "accuracy"
-    submission_suffix = ".csv"
 
     def answer(self, record: Record) -> str:
         label = super().answer(record).strip().lower()
@@ -35,7 +34,7 @@ class NLVRTask(Task):
         return list(LABELS)
 
     def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
-        from vladapter.evaluate.metrics import nlvr_scores
+        from vladapter.metrics import nlvr_scores
 
         correct = [p.strip().lower() == self.answer(r) for p, r in zip(predictions, records, strict=True)]
         return nlvr_scores(correct, [r.group or r.text for r in records])

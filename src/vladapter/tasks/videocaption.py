@@ -16,7 +16,6 @@ class VideoCaptionTask(CaptionTask):
     max_new_tokens = 20
     batch_scale = 1.0
     modality = "video"
-    submission_suffix = ".jsonl"
 
     def __init__(self, name: str):
         self.name = name

@@ -26,7 +26,6 @@ class VideoQATask(Task):
     max_new_tokens = 3
     modality = "video"
     metric = "accuracy"
-    submission_suffix = ".jsonl"
 
     def __init__(self, name: str, target: str = "index"):
         if target not in QA_TARGETS:

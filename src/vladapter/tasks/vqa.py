@@ -19,6 +19,12 @@ class VQATask(Task):
     max_new_tokens = 10
     metric = "vqa_score"
 
+    def __init__(self, evaluator: str = "official"):
+        self.evaluator = evaluator  # how predictions match the human answers (metrics.VQA_EVALUATORS)
+
+    def with_options(self, vqa_evaluator: str | None = None, **_) -> "VQATask":
+        return self if vqa_evaluator in (None, self.evaluator) else VQATask(vqa_evaluator)
+
     def example(self, record: Record, rng: np.random.Generator, prefix: bool) -> Example:
         answers = list(record.targets)
         if not answers:
@@ -30,17 +36,19 @@ class VQATask(Task):
         return Example(self.source_text(record, prefix), answers[i], float(scores[i]))
 
     def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
-        """VQA score with the 10 human answers (Record.references).
+        """VQA score with the 10 human answers (Record.references), matched as the
+        official evaluation does (or VL-T5's evaluator: option ``vqa_evaluator``).
 
         Records without human answers (the Karpathy-split variant keeps only soft
         scores) are scored by the soft score of the normalised prediction, as VL-T5 does.
         """
-        from vladapter.evaluate.metrics import normalize_answer, vqa_accuracy
+        from vladapter.data.answers import normalize_answer
+        from vladapter.metrics import vqa_accuracy
 
         total = 0.0
         for pred, record in zip(predictions, records, strict=True):
             if record.references:
-                total += vqa_accuracy(pred, record.references)
+                total += vqa_accuracy(pred, record.references, self.evaluator)
             else:
                 soft = {normalize_answer(a): s for a, s in record.targets.items()}
                 total += soft.get(normalize_answer(pred), 0.0)

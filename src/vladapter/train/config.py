@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,7 @@ import yaml
 
 from vladapter.data.records import IMAGE_TASKS, VIDEO_TASKS
 from vladapter.errors import ConfigError
+from vladapter.metrics import VQA_EVALUATORS
 from vladapter.tasks.videoqa import QA_TARGETS
 
 # the paper's learning rates (image-text): full FT 1e-4, multiple/half-shared adapters 3e-4, others 1e-3
@@ -114,6 +117,8 @@ class TrainConfig:
             raise ConfigError("train: set steps > 0 or epochs > 0")
         if not self.tasks:
             raise ConfigError("train.tasks is empty")
+        check_tasks(self.tasks, "train.tasks", allowed=("pretrain",))
+        check_n_image_tokens(self.n_image_tokens, "train.n_image_tokens")
         if self.seeds is not None:
             try:
                 self.seeds = [int(s) for s in self.seeds]
@@ -173,6 +178,9 @@ class EvaluateConfig:
     num_beams:      beams for generation (null = each task's default: 5 for captions, 1 else)
     max_new_tokens: decoding limit (null = each task's default: 20 for captions, 10 for QA)
     max_examples:   at most this many records per task (null = all)
+    vqa_evaluator:  how VQA predictions match the human answers: official (the VQA
+                    evaluation: normalised only when the humans disagree) | vl-t5 (VL-T5's
+                    evaluator: the prediction always normalised)
     prepared:       prepared records folder (default: the trained run's, from its train.json)
     features:       feature folder (default: the trained run's)
     backbone:       visual backbone name in the feature file names (default: the trained run's)
@@ -187,6 +195,7 @@ class EvaluateConfig:
     num_beams: int | None = None
     max_new_tokens: int | None = None
     max_examples: int | None = None
+    vqa_evaluator: str = "official"
     prepared: str | None = None
     features: str | None = None
     backbone: str | None = None
@@ -197,20 +206,96 @@ class EvaluateConfig:
     def validate(self) -> None:
         if self.batch_size < 1:
             raise ConfigError("evaluate.batch_size must be >= 1")
+        if self.vqa_evaluator not in VQA_EVALUATORS:
+            raise ConfigError(f"evaluate.vqa_evaluator must be {' or '.join(VQA_EVALUATORS)}, got {self.vqa_evaluator!r}")
+        if self.tasks is not None:
+            check_tasks(self.tasks, "evaluate.tasks")
+        if self.n_image_tokens is not None:
+            check_n_image_tokens(self.n_image_tokens, "evaluate.n_image_tokens")
+
+
+def check_tasks(tasks: list[str], key: str, allowed: tuple[str, ...] = ()) -> None:
+    """ConfigError naming the task keys of ``tasks`` that are no task (vladapter.tasks)."""
+    from vladapter.tasks import TASK_MODULES
+
+    unknown = [t for t in tasks if t not in TASK_MODULES and t not in allowed]
+    if unknown:
+        raise ConfigError(f"{key}: unknown task keys {unknown} (known: {', '.join([*TASK_MODULES, *allowed])})")
+
+
+def check_n_image_tokens(n: int, key: str) -> None:
+    """Image grids are pooled to a square: ``n`` must be 1, 4, 9, 16, 36, ..."""
+    side = math.isqrt(n) if n > 0 else 0
+    if side * side != n:
+        raise ConfigError(f"{key}: {n} is not a square number (image grids are pooled to side x side tokens: "
+                          f"use {max(1, side) ** 2} or {(side + 1) ** 2})")
 
 
 C = TypeVar("C")
 
+# keys of a section that only the workflow reads (which stages run, which runs exist);
+# applied or dropped when a stage's settings are resolved, never part of them
+WORKFLOW_KEYS = ("video", "matching", "enabled", "compare")
+# what the matching stage trains when its sub-section does not say
+MATCHING_DEFAULTS = {"objectives": ["itm"]}
+
+
+def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
+                    overrides: dict[str, Any] | None = None, stage: str | None = None, where: str = "config") -> C:
+    """The settings of one job: section ``section`` of a config (``values``), with
+
+    - its ``video`` overrides when every task of the job is a video task,
+    - its ``stage`` sub-section (``matching``: ``MATCHING_DEFAULTS`` where it is silent),
+    - ``overrides`` (command-line values; None means "not given") over all of these,
+    - ``lr`` resolved to the job's method (a per-method mapping becomes one number).
+
+    The one place a stage's settings are merged: the workflow's rules (through
+    vladapter.experiments.job_settings) and the commands (load_section) both call it.
+    Unknown keys raise ConfigError naming ``where``, the section and the keys.
+    """
+    values = dict(values or {})
+    _check_keys(values, cls, f"{where}: section '{section}'")
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    video = values.pop("video", None) or {}
+    if video:
+        _check_keys(video, cls, f"{where}: section '{section}.video'")
+        tasks = given.get("tasks", values.get("tasks", cls().tasks))
+        if tasks and all(t in VIDEO_TASKS for t in tasks):
+            values.update(video)
+    if stage is not None:
+        staged = {k: v for k, v in (values.get(stage) or {}).items() if k != "enabled"}
+        _check_keys(staged, cls, f"{where}: section '{section}.{stage}'")
+        values.update({**(MATCHING_DEFAULTS if stage == "matching" else {}), **staged})
+    values.update(given)
+    for key in WORKFLOW_KEYS:
+        values.pop(key, None)
+    try:
+        config = cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"section '{section}': {e}") from None
+    if hasattr(config, "learning_rate"):
+        config.validate()
+        config.lr = config.learning_rate()
+    elif hasattr(config, "validate"):
+        config.validate()
+    return config
+
 
 def load_section(path: str | Path | None, section: str, cls: type[C], overrides: dict[str, Any] | None = None,
-                 stage: str | None = None, stage_defaults: dict[str, Any] | None = None) -> C:
-    """Build ``cls`` from ``section`` of the YAML file at ``path`` (if any), then ``overrides``.
-
-    ``overrides`` holds command-line values; None values mean "not given". Unknown keys
-    in the file raise ConfigError naming the file, the section and the keys. ``stage``
-    names a sub-section whose keys override the section's (``matching``), below the
-    command line's; ``stage_defaults`` are the stage's values where its sub-section is silent.
-    """
+                 stage: str | None = None, settings: str | None = None) -> C:
+    """A command's settings: ``settings`` (the JSON a workflow job receives, taken as it
+    is) or ``section`` of the YAML file at ``path`` (if any) resolved by resolve_section;
+    then ``overrides`` (command-line values; None values mean "not given")."""
+    if settings is not None:
+        try:
+            values = json.loads(settings)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--settings is not a JSON object: {e}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"--settings must be a JSON object of '{section}' keys, got {settings[:80]!r}")
+        _check_keys(values, cls, f"--settings ('{section}' keys)")
+        return resolve_section({**values, **{k: v for k, v in (overrides or {}).items() if v is not None}},
+                               section, cls, where="--settings")
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -221,27 +306,19 @@ def load_section(path: str | Path | None, section: str, cls: type[C], overrides:
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
         values = dict(doc.get(section) or {})
-        _check_keys(values, cls, f"{path}: section '{section}'")
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    video = values.pop("video", None) or {}
-    if video:
-        # video-text runs (every task a video task) take the `video` overrides
-        _check_keys(video, cls, f"{path}: section '{section}.video'")
-        tasks = given.get("tasks", values.get("tasks", cls().tasks))
-        if tasks and all(t in VIDEO_TASKS for t in tasks):
-            values.update(video)
-    if stage is not None:
-        staged = {k: v for k, v in (values.get(stage) or {}).items() if k != "enabled"}
-        _check_keys(staged, cls, f"{path}: section '{section}.{stage}'")
-        values.update({**(stage_defaults or {}), **staged})
-    values.update(given)
-    try:
-        config = cls(**values)
-    except TypeError as e:
-        raise ConfigError(f"section '{section}': {e}") from None
-    if hasattr(config, "validate"):
-        config.validate()
-    return config
+    return resolve_section(values, section, cls, overrides, stage, where=str(path))
+
+
+def settings_of(config) -> dict[str, Any]:
+    """A resolved config as the settings a job receives (``--settings``): every key but
+    the workflow's (WORKFLOW_KEYS)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in WORKFLOW_KEYS}
+
+
+def canonical(settings: dict[str, Any]) -> str:
+    """``settings`` as canonical JSON: the ``--settings`` argument of a workflow job and
+    what Snakemake's params trigger compares; changes only when a value does."""
+    return json.dumps(settings, sort_keys=True)
 
 
 def _field_docs(cls: type) -> dict[str, str]:

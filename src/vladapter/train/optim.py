@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vladapter.petl.slots import is_layernorm
+
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Trainable parameters split into decayed and not decayed (biases, LayerNorm/T5 norm weights)."""
     decay, no_decay = [], []
     seen: set[int] = set()
     for module in model.modules():
-        is_norm = "norm" in type(module).__name__.lower()
+        is_norm = is_layernorm(module)
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from vladapter.train.config import PretrainConfig, add_config_flags, load_section, overrides_from, to_dict
+from vladapter.utils.names import name_key
 
 INFO_FILE = "pretrain.json"
 MATCHING_OBJECTIVES = ("itm", "pair")  # what the matching stage may train
@@ -38,6 +39,8 @@ MATCHING_OBJECTIVES = ("itm", "pair")  # what the matching stage may train
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config; its `pretrain` section is read (flags override it)")
+    parser.add_argument("--settings", help="the `pretrain` (stage's) settings as one JSON object, taken as they are (what a "
+                        "workflow job receives; instead of --config)")
     parser.add_argument("--out", help="backbone folder (default: models/pretrain/<lm>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--matching", action="store_true",
@@ -48,12 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    stage = {"stage": "matching", "stage_defaults": {"objectives": ["itm"]}} if args.matching else {}
-    cfg = load_section(args.config, "pretrain", PretrainConfig, overrides_from(args, PretrainConfig), **stage)
+    cfg = load_section(args.config, "pretrain", PretrainConfig, overrides_from(args, PretrainConfig),
+                       stage="matching" if args.matching else None, settings=args.settings)
     if args.matching:
         _check_matching_stage(cfg)
     folder = "pretrain-matching" if args.matching else "pretrain" if list(cfg.tasks) == ["pretrain"] else "pretrain-video"
-    out = Path(args.out or Path("models") / folder / cfg.lm.rsplit("/", 1)[-1])
+    out = Path(args.out or Path("models") / folder / name_key(cfg.lm))
     pretrain(cfg, out, resume=args.resume)
     return 0
 

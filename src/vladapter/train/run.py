@@ -25,10 +25,13 @@ import time
 from pathlib import Path
 
 from vladapter.train.config import TrainConfig, add_config_flags, load_section, overrides_from, to_dict
+from vladapter.utils.names import name_key
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config; its `train` section is read (flags override it)")
+    parser.add_argument("--settings", help="the `train` settings as one JSON object, taken as they are (what a "
+                        "workflow job receives; instead of --config)")
     parser.add_argument("--out", help="run folder (default: models/<lm>/<method>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in --out (a finished run is left as is)")
@@ -40,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
     from vladapter.experiments import seed_dir
 
-    cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig))
-    out = str(args.out or default_run_dir(cfg.lm, cfg.method))
+    cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig), settings=args.settings)
+    out = Path(args.out or Path("models") / name_key(cfg.lm) / cfg.method)
     if cfg.seeds is None:
         train(cfg, out, resume=args.resume)
     for seed in cfg.seeds or []:
-        print(f"seed {seed}: {seed_dir(out, seed)}", flush=True)
-        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(out, seed), resume=args.resume)
+        print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
+        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume)
     return 0
 
 
@@ -55,10 +58,6 @@ def param_count(model) -> dict:
 
     count = petl.count(model)
     return {"trainable": count.trainable, "total": count.total, "percent": count.percent}
-
-
-def default_run_dir(lm: str, method: str) -> Path:
-    return Path("models") / lm.rsplit("/", 1)[-1] / method  # <lm> = last path component
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train") -> dict:

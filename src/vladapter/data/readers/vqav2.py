@@ -16,7 +16,7 @@ from vladapter.data.readers.common import Problems, load_json, require
 from vladapter.data.readers.coco import karpathy_splits
 from vladapter.data.records import Record
 from vladapter.errors import DataError
-from vladapter.evaluate.metrics import normalize_answer
+from vladapter.data.answers import normalize_answer
 
 SUBTYPES = ("train2014", "val2014")
 FIX_DOWNLOAD = "run `vladapter download vqav2` (or `vladapter toyworld`)"

@@ -9,7 +9,7 @@ scene description alone, so rendering is a pure function (and can run in a worke
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -140,10 +140,6 @@ def random_scene(rng: random.Random, n_min: int = 1, n_max: int = 4) -> Scene:
     if not placed:  # cannot happen on an empty canvas, but keep the promise of >= 1 shape
         placed.append(Shape(rng.choice(SHAPES), rng.choice(list(COLOURS)), "small", CANVAS / 2, CANVAS / 2))
     return Scene(tuple(placed), rng.choice(BACKGROUNDS))
-
-
-def with_colour(s: Shape, colour: str) -> Shape:
-    return replace(s, colour=colour)
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, s: Shape) -> None:
