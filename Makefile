@@ -38,6 +38,8 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/frame_storage.py --clips 12
+	$(BIN)/python benchmarks/frame_storage.py --arch vit-b32 --clips 4
 	$(BIN)/python benchmarks/feature_reads.py
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/loader.py   # consumption = the fastest preset of train_step.json

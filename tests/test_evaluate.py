@@ -85,7 +85,7 @@ def test_evaluate_command_writes_metrics_and_submissions(world, trained, tmp_pat
     assert metrics["scores"]["vqa"] == pytest.approx(100 * mean)
     rows = list(csv.reader((preds / "nlvr.csv").open()))
     assert len(rows) == 16 and {r[1] for r in rows} <= {"True", "False"}
-    assert len((preds / "tvqa.jsonl").read_text().splitlines()) == 16
+    assert len(json.loads((preds / "tvqa.json").read_text())) == 16
     assert {"image_id", "caption"} == set(json.loads((preds / "caption.json").read_text())[0])
 
     # the colour is in the features: a trained model is far above the majority baseline
@@ -136,10 +136,68 @@ def test_text_target_video_qa_trains_and_evaluates_by_choice_words(world, tmp_pa
     metrics, preds = tmp_path / "m.json", tmp_path / "p"
     assert main(["evaluate", "--model", str(out), "--out", str(metrics), "--predictions", str(preds)]) == 0
     test = records(world, "tvqa", "test")
-    submitted = [json.loads(line) for line in (preds / "tvqa.jsonl").read_text().splitlines()]
-    assert len(submitted) == len(test) and all(0 <= s["answer_idx"] < len(r.choices) for s, r in zip(submitted, test))
-    accuracy = 100 * sum(s["answer_idx"] == r.answer_idx for s, r in zip(submitted, test)) / len(test)
+    submitted = json.loads((preds / "tvqa.json").read_text())
+    assert len(submitted) == len(test) and all(0 <= submitted[r.uid] < len(r.choices) for r in test)
+    accuracy = 100 * sum(submitted[r.uid] == r.answer_idx for r in test) / len(test)
     assert json.loads(metrics.read_text())["scores"]["tvqa"] == pytest.approx(accuracy)
+
+
+def test_splits_without_labels_get_submissions_in_the_published_format(world, trained, tmp_path, real_fixtures):
+    """The public TVQA test has no answer_idx, the public TVC test no descriptions, and YC2C
+    has no test split: evaluate writes each submission (the formats the VALUE scorers read),
+    scores none of them and says so; the labelled tasks are still scored."""
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    from vladapter.data.readers.common import Problems
+    from vladapter.data.readers.tvqa import read_jsonl
+    from vladapter.data.readers.value_captions import read_value_jsonl
+    from vladapter.utils.io import write_jsonl
+
+    prepared, features = tmp_path / "prepared", tmp_path / "features"
+    shutil.copytree(world["prepared"], prepared)
+    shutil.copytree(world["features"], features)
+    tvqa = read_jsonl(real_fixtures / "tvqa" / "tvqa_test_public.jsonl", Problems(), "test")[:6]
+    tvc = read_value_jsonl(real_fixtures / "tvc" / "tvc_test_public_release.jsonl", Problems(), "tvc", "test")[:5]
+    write_jsonl(prepared / "tvqa" / "test.jsonl", (r.to_dict() for r in tvqa))
+    write_jsonl(prepared / "tvc" / "test.jsonl", (r.to_dict() for r in tvc))
+    write_jsonl(prepared / "yc2c" / "test.jsonl", [])
+    rng = np.random.default_rng(0)
+    for source, recs in (("tvqa", tvqa), ("tvc", tvc), ("yc2c", [])):
+        with h5py.File(features / f"{source}.testclip.h5", "a") as f:
+            f.attrs.update(backbone="testclip", kind="frames", dim=16, config="{}", preprocessing="{}")
+            for r in recs:
+                if r.video not in f:
+                    ds = f.create_dataset(r.video, data=rng.normal(size=(8, 16)).astype(np.float16))
+                    ds.attrs["timestamps"] = np.arange(8, dtype=np.float32) * 12
+    out, preds = tmp_path / "metrics.json", tmp_path / "predictions"
+    rc = main(["evaluate", "--model", str(trained), "--out", str(out), "--predictions", str(preds),
+               "--prepared", str(prepared), "--features", str(features), "--tasks", "vqa", "tvqa", "tvc", "yc2c",
+               "--split", "test", "--num-beams", "1", "--max-new-tokens", "5"])
+    assert rc == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["submission_only"] == ["tvqa", "tvc", "yc2c"]
+    assert list(metrics["scores"]) == ["vqa"] and metrics["average"] == metrics["scores"]["vqa"]
+    assert metrics["tasks"]["tvqa"] == {"n": 6, "labelled": 0, "submission_only": True}
+    assert metrics["tasks"]["yc2c"]["n"] == 0
+
+    # TVQA / VALUE QA: one JSON object {"<qid>": answer index} over exactly the public test qids
+    published = [json.loads(line) for line in (real_fixtures / "tvqa" / "tvqa_test_public.jsonl").open()][:6]
+    submitted = json.loads((preds / "tvqa.json").read_text())
+    assert sorted(submitted) == sorted(str(q["qid"]) for q in published)
+    assert all(isinstance(v, int) and 0 <= v < 5 for v in submitted.values())
+    # TVC: one line per test moment, the keys and types of the published sample predictions
+    sample = json.loads((real_fixtures / "tvc" / "sample_val_predictions.jsonl").open().readline())
+    lines = [json.loads(line) for line in (preds / "tvc.jsonl").read_text().splitlines()]
+    public = [json.loads(line) for line in (real_fixtures / "tvc" / "tvc_test_public_release.jsonl").open()][:5]
+    assert [(x["clip_id"], x["vid_name"], x["ts"]) for x in lines] == [
+        (p["clip_id"], p["vid_name"], p["ts"]) for p in public]
+    for line in lines:
+        assert set(line) == set(sample) and {type(v) for v in line.values()} <= {int, str, list}
+        assert [set(d) for d in line["descs"]] == [{"desc"}] and isinstance(line["descs"][0]["desc"], str)
+    assert (preds / "yc2c.jsonl").read_text() == ""
 
 
 def test_seeds_train_and_evaluate_in_one_process_each(world, tmp_path):
@@ -167,5 +225,5 @@ def test_seeds_train_and_evaluate_in_one_process_each(world, tmp_path):
     per_seed = [metrics["seeds"][s]["scores"]["tvqa"] for s in ("0", "1")]
     assert metrics["scores"]["tvqa"] == pytest.approx(sum(per_seed) / 2)
     for s in ("0", "1"):
-        submitted = (preds / f"seed-{s}" / "tvqa.jsonl").read_text().splitlines()
+        submitted = json.loads((preds / f"seed-{s}" / "tvqa.json").read_text())
         assert len(submitted) == metrics["seeds"][s]["tasks"]["tvqa"]["n"] > 0

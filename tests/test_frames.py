@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vladapter.errors import DataError
-from vladapter.features.frames import frame_indices, read_video, sample_frames
+from vladapter.features.frames import decode_frames, frame_indices, read_video, sample_frames
 from vladapter.features.synthetic import frame_value, write_video
 
 
@@ -69,11 +69,13 @@ def test_sample_frames_writes_the_documented_layout(tmp_path):
     with h5py.File(out) as f:
         assert sorted(k for k in f if k in videos) == sorted(videos)
         assert json.loads(f.attrs["sampler"]) == {"mode": "rate", "value": 1.5}
-        assert f.attrs["size"] == 32
+        assert f.attrs["size"] == 32 and f.attrs["encoding"] == "jpeg"
         for i, id_ in enumerate(sorted(videos)):
             ds = f[id_]
             n_expected = len(frame_indices(20 + 5 * i, 10, "rate", 1.5))
-            assert ds.shape == (n_expected, 32, 32, 3) and ds.dtype == np.uint8
+            # JPEG files concatenated: offsets delimit the n frames
+            assert ds.dtype == np.uint8 and ds.ndim == 1 and len(ds.attrs["offsets"]) == n_expected + 1
+            assert decode_frames(ds[()], ds.attrs["offsets"]).shape == (n_expected, 32, 32, 3)
             assert ds.attrs["timestamps"].dtype == np.float32 and len(ds.attrs["timestamps"]) == n_expected
     assert not list(out.parent.glob(".*"))  # no shards or temp files left behind
 
@@ -120,4 +122,4 @@ def test_cli_reports_counts_and_errors(tmp_path):
     ok = subprocess.run(cmd + ["--on-error", "skip"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     # the failed run kept a.mp4 for the rerun
-    assert "0 videos sampled, 1 kept from before, 1 skipped of 2" in ok.stdout
+    assert "0 videos sampled (0 frames), 1 kept from before, 1 skipped of 2" in ok.stdout

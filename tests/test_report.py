@@ -132,3 +132,26 @@ def test_missing_metrics_is_a_clear_error(tmp_path, capsys):
     assert rc == 2
     assert str(missing) in err and "snakemake metrics/tiny-t5/image-single_adapter.json" in err
     assert not (tmp_path / "results" / "table.md").exists()
+
+
+def test_submission_only_tasks_are_named_not_scored(tmp_path):
+    """A run evaluated on a split without labels for TVQA: the table shows "-" there and
+    says that TVQA is submission-only; the plot averages over the scored tasks."""
+    config = _config()
+    written = _write_metrics(tmp_path, config)
+    for run in experiments.runs(config):
+        if run.modality == "video":
+            m = written[run.name]
+            m["tasks"]["tvqa"] = {"n": 8, "labelled": 0, "submission_only": True}
+            del m["scores"]["tvqa"]
+            m["submission_only"] = ["tvqa"]
+            (tmp_path / run.metrics_path).write_text(json.dumps(m))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    assert main(["report", "--config", str(cfg), "--root", str(tmp_path), "--out", str(tmp_path / "results")]) == 0
+    table = (tmp_path / "results" / "table.md").read_text()
+    video = table[table.index("## Video-text"):]
+    assert "Submission only (the test split has no labels): TVQA" in video
+    assert "Submission only" not in table[:table.index("## Video-text")]
+    row = next(line for line in video.splitlines() if line.startswith("| single adapter"))
+    assert row.split("|")[3].strip() == "-"

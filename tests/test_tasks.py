@@ -62,7 +62,7 @@ def test_video_qa_text_target_scores_the_choices_words(tmp_path):
     # the baseline is the same for both targets: the most frequent answer position
     assert task.majority([video_record(1), video_record(1), video_record(3)]) == "a1"
     task.write_submission(tmp_path / "tvqa", ["Howard"], [video_record()])
-    assert json.loads((tmp_path / "tvqa.jsonl").read_text()) == {"qid": 137292, "answer_idx": 3}
+    assert json.loads((tmp_path / "tvqa.json").read_text()) == {"137292": 3}
     with pytest.raises(ConfigError, match="qa_target"):
         get_task("how2qa", qa_target="pointer")
 
@@ -100,7 +100,7 @@ def test_submission_formats(tmp_path):
     assert (tmp_path / "nlvr.csv").read_text() == "test1-0-1-0,True\n"
 
     get_task("tvqa").write_submission(tmp_path / "tvqa", ["a3"], [video_record()])
-    assert json.loads((tmp_path / "tvqa.jsonl").read_text()) == {"qid": 137292, "answer_idx": 3}
+    assert json.loads((tmp_path / "tvqa.json").read_text()) == {"137292": 3}  # VALUE / TVQA: {qid: index}
 
     clip = Record("86603", "tvc", "test", "tvc", video="friends_s01e03_seg02_clip_19", span=[16.48, 33.87],
                   references=["phoebe leaves ."], meta={"clip_id": 86603})

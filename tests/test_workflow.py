@@ -57,7 +57,8 @@ def test_paper_configs_build_the_full_dag_offline(tmp_path, name, lms, methods, 
     assert jobs["train"] == jobs["evaluate"] == lms * runs
     assert jobs["download"] == len(datasets) + pretrain
     assert jobs["prepare"] == len(datasets) + pretrain
-    assert jobs["extract_features"] == len({experiments.FEATURE_SOURCE[d] for d in datasets}) + pretrain
+    # one feature file per source: TVC's records use TVQA's sampled clips in paper-video
+    assert jobs["extract_features"] == len({experiments.feature_source(config, d) for d in datasets}) + pretrain
     assert jobs.get("pretrain", 0) == (lms if pretrain else 0)
     assert "toyworld" not in jobs and "train_toy_clip" not in jobs and "build_tokenizer" not in jobs
     assert jobs["report"] == 1

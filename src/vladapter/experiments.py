@@ -28,6 +28,17 @@ FEATURE_SOURCE = {d.name: d.source for d in DATASETS.values()}
 RAW_NEEDS = {d.name: (d.name, *d.needs) for d in DATASETS.values()}
 
 
+def video_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """``data.videos.<dataset>`` of the config: folder, fps (frame folders), share ({} if none)."""
+    return dict(((config.get("data") or {}).get("videos") or {}).get(dataset) or {})
+
+
+def feature_source(config: Mapping[str, Any], dataset: str) -> str:
+    """The feature source a dataset's records refer to: FEATURE_SOURCE, or for a video dataset
+    whose config shares another's videos (TVC on TVQA's clips), that dataset: sampled once."""
+    return video_settings(config, dataset).get("share") or FEATURE_SOURCE[dataset]
+
+
 @dataclass(frozen=True)
 class Run:
     lm: str          # key of the language backbone (name_key of the configured name)

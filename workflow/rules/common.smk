@@ -75,6 +75,46 @@ def prepared(dataset, splits=SPLITS):
     return [f"data/prepared/{dataset}/{split}.jsonl" for split in splits]
 
 
+def feature_source(dataset):
+    """The feature source of a dataset's records (TVC's is TVQA's when config shares them)."""
+    return X.feature_source(config, dataset)
+
+
+def sharing(source):
+    """The video datasets whose records refer to ``source``'s sampled videos."""
+    return [d for d in VIDEO_DATASETS if feature_source(d) == source]
+
+
+def video_folder(dataset):
+    """Where a video dataset's videos are (config data.videos.<dataset>.folder)."""
+    return X.video_settings(config, dataset).get("folder", f"data/raw/{dataset}/videos")
+
+
+def video_args(dataset):
+    """--videos, and --frames-fps for released frame folders: where the videos are, as flags."""
+    fps = X.video_settings(config, dataset).get("fps")
+    return ["--videos", video_folder(dataset)] + (["--frames-fps", str(fps)] if fps else [])
+
+
+def prepare_args(wildcards):
+    """Video datasets: their videos, the missing-video policy, the feature source."""
+    d = wildcards.dataset
+    if d not in VIDEO_DATASETS:
+        return []
+    data = config.get("data", {})
+    # the policy's defaults are the command's (stop above 1 %): flags only for what is set
+    policy = [["--on-missing-video", data["on_missing_video"]]] if "on_missing_video" in data else []
+    if "max_missing_videos" in data:
+        policy.append(["--max-missing-videos", str(data["max_missing_videos"])])
+    return video_args(d) + [flag for pair in policy for flag in pair] + ["--source", feature_source(d)]
+
+
+def frame_quality_args():
+    """--quality when the config sets features.frame_quality (else the command's default)."""
+    quality = config["features"].get("frame_quality")
+    return ["--quality", str(quality)] if quality is not None else []
+
+
 def modality_of(source):
     return "video" if source in VIDEO_DATASETS else "image"
 
@@ -96,7 +136,7 @@ def sources(modality=None):
     names = []
     for d in all_datasets():
         if modality in (None, "video" if d in VIDEO_DATASETS else "image"):
-            names.append(X.FEATURE_SOURCE[d])
+            names.append(feature_source(d))
     return list(dict.fromkeys(names))
 
 
@@ -149,7 +189,7 @@ def model_inputs(datasets):
     """Prepared records, features and tokenizer that training on ``datasets`` reads."""
     inputs = {
         "records": [p for d in datasets for p in prepared(d, ["train", "val"])],
-        "features": sorted({features(X.FEATURE_SOURCE[d]) for d in datasets}),
+        "features": sorted({features(feature_source(d)) for d in datasets}),
     }
     if tokenizer() == "models/tokenizer":
         inputs["tokenizer"] = "models/tokenizer"
@@ -224,7 +264,7 @@ def evaluate_inputs(wildcards):
     return {
         "model": run.model_dir,
         "records": [p for d in datasets for p in prepared(d)],
-        "features": sorted({features(X.FEATURE_SOURCE[d]) for d in datasets}),
+        "features": sorted({features(feature_source(d)) for d in datasets}),
     }
 
 

@@ -1,4 +1,5 @@
-# Raw data (toy world or downloads) -> prepared JSON-lines records -> sampled video frames.
+# Raw data (toy world or downloads) -> prepared JSON-lines records -> sampled video frames
+# (only the prepared records' videos, inside their timestamps; one file per feature source).
 
 
 rule toyworld:
@@ -43,6 +44,9 @@ rule prepare:
     output:
         prepared("{dataset}"),
         summary="data/prepared/{dataset}/summary.json",
+    params:
+        # video datasets: where their videos are, the missing-video policy, the feature source
+        videos=prepare_args,
     log:
         "logs/prepare/{dataset}.log",
     benchmark:
@@ -54,18 +58,21 @@ rule prepare:
         ENV
     shell:
         "vladapter prepare --dataset {wildcards.dataset} --raw data/raw --out data/prepared"
-        " > {log:q} 2>&1"
+        " {params.videos:q} > {log:q} 2>&1"
 
 
 rule sample_frames:
     input:
-        raw_inputs,
+        lambda w: [p for d in sharing(w.dataset) for p in prepared(d)],
     output:
         "data/frames/{dataset}.h5",
     params:
+        videos=lambda w: video_args(w.dataset),
+        records=lambda w: [f"data/prepared/{d}" for d in sharing(w.dataset)],
         mode=config["features"]["frames"]["mode"],
         value=config["features"]["frames"]["value"],
         size=config["features"]["frame_size"],
+        quality=frame_quality_args(),
     log:
         "logs/sample_frames/{dataset}.log",
     benchmark:
@@ -76,6 +83,6 @@ rule sample_frames:
     conda:
         ENV
     shell:
-        "vladapter sample-frames --dataset {wildcards.dataset} --videos data/raw/{wildcards.dataset}/videos"
-        " --output {output:q} --{params.mode:q} {params.value:q} --size {params.size:q} --workers {threads}"
-        " > {log:q} 2>&1"
+        "vladapter sample-frames --dataset {wildcards.dataset} {params.videos:q} --records {params.records:q}"
+        " --output {output:q} --{params.mode:q} {params.value:q} --size {params.size:q} {params.quality:q}"
+        " --workers {threads} > {log:q} 2>&1"

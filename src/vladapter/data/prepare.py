@@ -6,6 +6,13 @@ Split names are normalised (train / val / test, test = the paper's test split: K
 test, GQA testdev, NLVR2 test1, the VALUE test split). A malformed record or a missing
 file stops with an error naming the file, the record and the fix; with --on-error skip
 bad records are left out, counted and reported instead.
+
+Video datasets: each record's video is looked up by id in the dataset's videos folder
+(video files or released frame folders, see data/videos.py) and opened; missing and
+unreadable videos are listed in videos_report.json with counts and their records dropped,
+or the run stops when more than --max-missing-videos of them are affected (--on-missing-video
+stop, the default). --source renames the feature source the records refer to (TVC's
+records use TVQA's sampled videos: one sampling of the shared clips).
 """
 
 from __future__ import annotations
@@ -16,15 +23,34 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vladapter.data.readers import DATASETS, SPLITS, Problems, read_dataset
+from vladapter.data.records import DATASET_TASK, VIDEO_TASKS
+from vladapter.data.videos import ON_MISSING, VideoFolder, check_videos
 from vladapter.utils.io import write_json, write_jsonl
 
 
 def prepare(dataset: str, raw: str | Path = "data/raw", out: str | Path = "data/prepared",
-            on_error: str = "raise", check_media: bool = True) -> dict:
-    """Write the prepared splits and summary of ``dataset``; return the summary."""
+            on_error: str = "raise", check_media: bool = True, videos: VideoFolder | None = None,
+            on_missing_video: str = "stop", max_missing_videos: float = 0.01, source: str | None = None) -> dict:
+    """Write the prepared splits and summary of ``dataset``; return the summary.
+
+    Video datasets check their videos in ``videos`` (default: <raw>/<dataset>/videos, video
+    files) and write videos_report.json; ``source`` (default: the dataset) is the feature
+    source the records refer to.
+    """
     problems = Problems(on_error)
-    splits = read_dataset(dataset, raw, problems, check_media=check_media)
+    video = DATASET_TASK[dataset] in VIDEO_TASKS
+    splits = read_dataset(dataset, raw, problems, check_media=check_media and not video)
     target = Path(out) / dataset
+    report = None
+    if video and check_media:
+        videos = videos or VideoFolder(Path(raw) / dataset / "videos")
+        splits, report = check_videos(splits, videos, on_missing_video, max_missing_videos,
+                                      report_path=target / "videos_report.json")
+        write_json(target / "videos_report.json", report)
+    if source:
+        for records in splits.values():
+            for r in records:
+                r.source = source
     for split in tqdm(SPLITS, desc=f"prepare {dataset}", unit="split", leave=False):
         write_jsonl(target / f"{split}.jsonl", (r.to_dict() for r in splits[split]))
     summary = {
@@ -32,6 +58,8 @@ def prepare(dataset: str, raw: str | Path = "data/raw", out: str | Path = "data/
         "counts": {s: len(splits[s]) for s in SPLITS},
         "skipped": problems.total, "skipped_by_reason": dict(problems.skipped), "problems": problems.examples,
     }
+    if report is not None:
+        summary["videos"] = {k: report[k] for k in ("videos", "missing_count", "unreadable_count", "records_dropped")}
     write_json(target / "summary.json", summary)
     return summary
 
@@ -44,12 +72,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bad record or missing media: stop with an error (default) or skip and count it")
     parser.add_argument("--no-media-check", dest="check_media", action="store_false",
                         help="do not check that every referenced image/video file exists")
+    parser.add_argument("--videos", type=Path,
+                        help="video datasets: folder of the videos, found by id anywhere below it "
+                             "(default: <raw>/<dataset>/videos)")
+    parser.add_argument("--frames-fps", type=float,
+                        help="the videos are released frame folders <id>/*.jpg at this frame rate (TVQA: 3)")
+    parser.add_argument("--on-missing-video", choices=ON_MISSING, default="stop",
+                        help="missing/unreadable videos: drop their records and list them in videos_report.json "
+                             "(skip), or do so only up to --max-missing-videos and stop above it (stop, default)")
+    parser.add_argument("--max-missing-videos", type=float, default=0.01,
+                        help="fraction of videos that may be missing under --on-missing-video stop (default: 0.01)")
+    parser.add_argument("--source", help="feature source the records refer to (default: the dataset; "
+                                         "tvc: tvqa when both use the same sampled clips)")
 
 
 def run(args: argparse.Namespace) -> int:
-    s = prepare(args.dataset, args.raw, args.out, args.on_error, args.check_media)
+    folder = args.videos or Path(args.raw) / args.dataset / "videos"
+    s = prepare(args.dataset, args.raw, args.out, args.on_error, args.check_media,
+                videos=VideoFolder(folder, args.frames_fps), on_missing_video=args.on_missing_video,
+                max_missing_videos=args.max_missing_videos, source=args.source)
     counts = " ".join(f"{k}={v}" for k, v in s["counts"].items())
     print(f"{args.dataset}: {counts} -> {Path(args.out) / args.dataset}")
+    if "videos" in s:
+        v = s["videos"]
+        print(f"videos: {v['videos']} referenced, {v['missing_count']} missing, {v['unreadable_count']} unreadable; "
+              f"records dropped: {v['records_dropped']} (list: {Path(args.out) / args.dataset / 'videos_report.json'})")
     if s["skipped"]:
         print(f"skipped {s['skipped']} bad records: " + ", ".join(f"{r} ({n})" for r, n in s["skipped_by_reason"].items()))
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vladapter.errors import ConfigError, DataError
+from vladapter.features.frames import decode_frames
 from vladapter.features.h5writer import ResumableH5Writer, root_ids
 from vladapter.features.preprocess import ClipPreprocess
 
@@ -89,7 +90,10 @@ class FrameCrops:
         if self._file is None:
             self._file = h5py.File(self.frames_path, "r")
         ds = self._file[self.ids[i]]
-        frames = ds[()]
+        if "offsets" in ds.attrs:  # JPEG-compressed frames (sample-frames)
+            frames = decode_frames(ds[()], ds.attrs["offsets"])
+        else:  # raw uint8 (T, H, W, 3)
+            frames = ds[()]
         if frames.shape[1:3] != (self.preprocess.size, self.preprocess.size):
             frames = np.stack([self.preprocess.pixels(f) for f in frames])
         return i, frames, ds.attrs["timestamps"]
@@ -159,7 +163,8 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
             raise DataError("frames file not found", path=frames, fix="run vladapter sample-frames first")
         with h5py.File(frames, "r") as f:
             all_ids = root_ids(f)
-            attrs["frames"] = {"sampler": json.loads(f.attrs["sampler"]), "size": int(f.attrs["size"])}
+            attrs["frames"] = {"sampler": json.loads(f.attrs["sampler"]), "size": int(f.attrs["size"]),
+                               **({"fps": float(f.attrs["fps"])} if "fps" in f.attrs else {})}
         attrs.update(kind="frames", dim=backbone.pooled_dim)
     writer = ResumableH5Writer(output, attrs, flush_every=flush_every, overwrite=overwrite)
     todo = [i for i in all_ids if i not in writer.done]

@@ -39,6 +39,31 @@ def write_video(path: str | Path, n_frames: int = 30, fps: int = 10, width: int 
     return path
 
 
+def write_frame_folder(folder: str | Path, n_frames: int = 30, width: int = 64, height: int = 48) -> Path:
+    """Write frames ``00001.jpg ...`` (the TVQA release's naming) whose frame ``i`` is uniform
+    grey ``frame_value(i)``, like ``write_video``'s."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_frames):
+        Image.fromarray(np.full((height, width, 3), frame_value(i), np.uint8)).save(folder / f"{i + 1:05d}.jpg",
+                                                                                    quality=95)
+    return folder
+
+
+def natural_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """An RGB frame with a natural image's 1/f amplitude spectrum (textures at every scale): what
+    JPEG sizes and decoding costs are measured on when no real footage is at hand."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
+    amplitude = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(height, width))
+    out = np.empty((height, width, 3))
+    for c in range(3):
+        phase = np.exp(2j * np.pi * rng.random((height, width)))
+        x = np.real(np.fft.ifft2(amplitude * phase))
+        out[..., c] = (x - x.mean()) / (x.std() + 1e-9)
+    return np.clip(128 + 40 * out, 0, 255).astype(np.uint8)
+
+
 def write_image(path: str | Path, width: int = 80, height: int = 60, seed: int = 0) -> Path:
     """Write a random-texture RGB image (format from the suffix: .jpg, .png)."""
     path = Path(path)

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vladapter import experiments  # noqa: E402
-from vladapter.report.results import Row  # noqa: E402
+from vladapter.report.results import Row, submission_only  # noqa: E402
 from vladapter.utils.io import atomic_path  # noqa: E402
 
 
@@ -28,7 +28,13 @@ def params_vs_score(config: Mapping[str, Any], rows: list[Row], out: str | Path)
     panels = _panels(config, rows)
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6.5 * max(len(panels), 1), 5), squeeze=False)
     for ax, (modality, lm) in zip(axes[0], panels):
-        tasks = experiments.tasks(config, modality)
+        # the average over the tasks that have scores: submission-only ones have none
+        only = submission_only(rows, modality, lm)
+        tasks = [t for t in experiments.tasks(config, modality) if t not in only]
+        ax.set_title(f"{modality}-text tasks, {lm}")
+        if not tasks:
+            ax.text(0.5, 0.5, "no scored task: submission only", ha="center", transform=ax.transAxes)
+            continue
         for r in (r for r in rows if (r.modality, r.lm) == (modality, lm) and r.percent):
             marker = "o" if r.pretrained in (True, None) else "s"
             sd = r.average_sd(tasks)
@@ -40,7 +46,6 @@ def params_vs_score(config: Mapping[str, Any], rows: list[Row], out: str | Path)
         ax.set_xscale("log")
         ax.set_xlabel("trained parameters (% of the VL model, log scale)")
         ax.set_ylabel(f"average score over {', '.join(tasks)} (mean ± sd over seeds)")
-        ax.set_title(f"{modality}-text tasks, {lm}")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=8)

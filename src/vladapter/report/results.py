@@ -37,6 +37,7 @@ class Row:
     trainable: int | None
     total: int | None
     scores: dict[str, float] = field(default_factory=dict)  # task -> headline score (mean over seeds)
+    submission_only: list[str] = field(default_factory=list)  # tasks predicted, not scored (no labels)
     seed_scores: list[dict[str, float]] = field(default_factory=list)  # per seed: task -> score ([] baseline)
 
     @property
@@ -103,15 +104,17 @@ def collect(config: Mapping[str, Any], root: str | Path = ".") -> list[Row]:
             label += " (1 seed)"
         means = {t: spread([s[t] for s in per_seed if t in s])[0] for t in dict.fromkeys(k for s in per_seed for k in s)}
         rows.append(Row(run.modality, run.lm, run.method, label, run.pretrained,
-                        params.get("percent"), params.get("trainable"), params.get("total"), means, per_seed))
+                        params.get("percent"), params.get("trainable"), params.get("total"), means,
+                        list(m.get("submission_only") or []), per_seed))
     majority = _read_json(root / "metrics" / "majority.json",
                           fix="run `snakemake metrics/majority.json` (vladapter evaluate --majority)")
     for modality in experiments.MODALITIES:
         tasks = experiments.tasks(config, modality)
         if tasks and any(r.modality == modality for r in rows):
             scores = {t: majority["scores"][t] for t in tasks if t in majority.get("scores", {})}
+            only = [t for t in tasks if t in (majority.get("submission_only") or [])]
             rows.append(Row(modality, "", "majority", "majority answer (baseline)", None,
-                            None, None, None, scores))
+                            None, None, None, scores, only))
     return rows
 
 
@@ -180,7 +183,19 @@ def markdown_table(config: Mapping[str, Any], rows: list[Row]) -> str:
                 out.append("| " + " | ".join(cells + [_fmt_spread(r.average(tasks), r.average_sd(tasks))]) + " |")
             out.append("")
             out += _differences(runs, tasks)
+            only = submission_only(rows, modality, lm)
+            if only:
+                names = ", ".join(BENCHMARK.get(t, t) for t in only)
+                out += [f"Submission only (the {config['evaluate'].get('split', 'test')} split has no labels): "
+                        f"{names}: predictions in the benchmark's format under predictions/{lm}/<run>/, "
+                        "for the leaderboard; shown as -.", ""]
     return "\n".join(out)
+
+
+def submission_only(rows: list[Row], modality: str, lm: str) -> list[str]:
+    """Tasks that some run of (modality, LM) could only submit, in first-seen order."""
+    tasks = [t for r in rows if r.modality == modality and r.lm == lm for t in r.submission_only]
+    return list(dict.fromkeys(tasks))
 
 
 def scores_csv(config: Mapping[str, Any], rows: list[Row]) -> str:

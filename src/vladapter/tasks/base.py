@@ -72,6 +72,11 @@ class Task:
         return f"{self.prefix} {text}".strip() if prefix else text
 
     # --- evaluation -------------------------------------------------------------------
+    def has_label(self, record: Record) -> bool:
+        """Whether ``record`` carries what the metric compares with (public test splits
+        withhold it: such records can be predicted and submitted, not scored)."""
+        return bool(record.targets or record.references)
+
     def score(self, predictions: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
         """Metrics (percent) of ``predictions[i]`` for ``records[i]``."""
         from vladapter.metrics import exact_match

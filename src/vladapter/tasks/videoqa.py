@@ -4,17 +4,19 @@ Input: "[Subs] {subtitles} [Q] {question} [TS] {start}-{end} [Choices] a0: .. a4
 (the task name ends the text when the method uses task prefixes). The target is set by
 ``qa_target`` (train config): ``index`` = "a{idx}" (the paper's), ``text`` = the correct
 choice's words. At evaluation the prediction is the candidate with the highest likelihood
-("a0".."a4", or the choices' texts); the submission names its index either way.
+("a0".."a4", or the choices' texts); the submission names its index either way:
+{"<qid>": index} in one JSON object, the TVQA / VALUE leaderboard format.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from vladapter.data.records import Record
 from vladapter.errors import ConfigError
-from vladapter.tasks.base import Task, numeric_id
-from vladapter.utils.io import write_jsonl
+from vladapter.tasks.base import Task
+from vladapter.utils.io import write_json
 
 MAX_SUBTITLE_WORDS = 400  # keeps the question and choices inside the 600-token input
 QA_TARGETS = ("index", "text")
@@ -53,6 +55,9 @@ class VideoQATask(Task):
             raise ValueError(f"{self.name} record {record.uid} has no answer_idx")
         return self.candidates(record)[record.answer_idx]
 
+    def has_label(self, record: Record) -> bool:
+        return record.answer_idx is not None
+
     def candidates(self, record: Record) -> list[str]:
         if self.target == "text":
             return list(record.choices)
@@ -72,8 +77,8 @@ class VideoQATask(Task):
         return self._most_frequent(f"a{r.answer_idx}" for r in train_records if r.answer_idx is not None)
 
     def write_submission(self, path, predictions, records):
-        # VALUE QA submission: one {"qid", "answer_idx"} per line
-        path = path.with_suffix(".jsonl")
-        write_jsonl(path, ({"qid": numeric_id(r.uid), "answer_idx": self.choice_index(p, r)}
-                           for r, p in zip(records, predictions)))
+        # the TVQA / VALUE QA submission: one JSON object {"<qid>": answer index}, what the
+        # official scorer (VALUE EvaluationTools evaluate_tvqa.py) reads
+        path = Path(path).with_suffix(".json")
+        write_json(path, {str(r.uid): self.choice_index(p, r) for r, p in zip(records, predictions)})
         return path

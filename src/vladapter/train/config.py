@@ -172,7 +172,10 @@ class PretrainConfig(TrainConfig):
 class EvaluateConfig:
     """Section ``evaluate``: generation and scoring.
 
-    split:          evaluated split (test = the paper's test split)
+    split:          evaluated split (test = the paper's test split); tasks whose split has no
+                    labels (public test sets) get a submission file and no score
+    submit:         further splits only predicted, into submission files under
+                    <predictions>/<split>/ (the leaderboards' test sets: [test])
     tasks:          task keys to evaluate (default: those the run was trained on)
     batch_size:     examples per generation batch
     num_beams:      beams for generation (null = each task's default: 5 for captions, 1 else)
@@ -190,6 +193,7 @@ class EvaluateConfig:
     """
 
     split: str = "test"
+    submit: list[str] = field(default_factory=list)
     tasks: list[str] | None = None
     batch_size: int = 64
     num_beams: int | None = None
@@ -206,6 +210,9 @@ class EvaluateConfig:
     def validate(self) -> None:
         if self.batch_size < 1:
             raise ConfigError("evaluate.batch_size must be >= 1")
+        unknown = sorted(set(self.submit) - {"train", "val", "test"})
+        if unknown:
+            raise ConfigError(f"evaluate.submit: unknown splits {unknown} (train, val, test)")
         if self.vqa_evaluator not in VQA_EVALUATORS:
             raise ConfigError(f"evaluate.vqa_evaluator must be {' or '.join(VQA_EVALUATORS)}, got {self.vqa_evaluator!r}")
         if self.tasks is not None:

@@ -33,8 +33,10 @@ def records_path(prepared: str | Path, task: str, split: str) -> Path:
     return Path(prepared) / TASK_DATASET[task] / f"{split}.jsonl"
 
 
-def load_records(prepared: str | Path, task: str, split: str, max_examples: int | None = None) -> list[Record]:
-    """The prepared records of ``task``'s dataset split (the first ``max_examples`` if given)."""
+def load_records(prepared: str | Path, task: str, split: str, max_examples: int | None = None,
+                 allow_empty: bool = False) -> list[Record]:
+    """The prepared records of ``task``'s dataset split (the first ``max_examples`` if given);
+    an empty split is an error unless ``allow_empty`` (evaluation: YC2C has no test split)."""
     path = records_path(prepared, task, split)
     if not path.exists():
         raise DataError(f"no prepared {split} split for task {task}", path=path,
@@ -53,7 +55,7 @@ def load_records(prepared: str | Path, task: str, split: str, max_examples: int 
                             record=f"line {line_no} ({record.uid})",
                             fix=f"re-run `vladapter prepare {TASK_DATASET[task]}`")
         records.append(record)
-    if not records:
+    if not records and not allow_empty:
         raise DataError(f"the {split} split of task {task} is empty", path=path,
                         fix="check the prepare step's output")
     return records
@@ -131,9 +133,9 @@ class TaskData:
 
 
 def load_task_data(prepared, tasks: Sequence[str], split: str, max_examples: int | None = None,
-                   options: dict | None = None) -> dict[str, TaskData]:
+                   options: dict | None = None, allow_empty: bool = False) -> dict[str, TaskData]:
     """Each task's records of ``split``; ``options`` are the run's task options (qa_target)."""
-    return {t: TaskData(get_task(t, **(options or {})), load_records(prepared, t, split, max_examples))
+    return {t: TaskData(get_task(t, **(options or {})), load_records(prepared, t, split, max_examples, allow_empty))
             for t in tasks}
 
 

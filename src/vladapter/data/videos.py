@@ -1,0 +1,141 @@
+"""Where a video dataset's videos are, and which of them a prepared dataset can use.
+
+A dataset's videos come in one of two released layouts, found by video id anywhere under
+one folder (the user's own folder is only read):
+
+- video files ``<id>.mp4|.webm|.mkv|...`` (the toy world; How2QA / YouCook2 clips a user
+  has from YouTube: whole videos, segmented later by the records' timestamps);
+- frame folders ``<id>/*.jpg`` at a known frame rate (TVQA / TVC: the released 3-fps
+  ``frames_hq/<show>_frames/<vid_name>/00001.jpg``).
+
+``check_videos`` is prepare's media check for video datasets: every video a record refers
+to is looked up and opened (a video file must decode a first frame; a frame folder must
+hold a readable JPEG). Missing and unreadable videos are listed with counts in a report
+(prepare writes it as ``videos_report.json``); their records are dropped, or, when more
+than ``max_missing`` of the videos are affected under ``on_missing: stop``, the run stops
+with an error naming the report.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vladapter.errors import ConfigError, DataError
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+FRAME_SUFFIXES = (".jpg", ".jpeg")
+ON_MISSING = ("stop", "skip")
+
+
+@dataclass(frozen=True)
+class VideoFolder:
+    """A folder of one dataset's videos: video files (``fps`` None) or frame folders
+    (``fps``: the frame rate the frames were extracted at, e.g. 3 for TVQA)."""
+
+    folder: Path
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and self.fps <= 0:
+            raise ConfigError(f"frame folders need a positive fps, got {self.fps}")
+
+    @property
+    def frames(self) -> bool:
+        return self.fps is not None
+
+    def find(self, ids=None) -> dict[str, Path]:
+        """Video id -> file or frame folder, searched recursively; only ``ids`` when given
+        (frame folders are matched by name without listing their frames)."""
+        if not self.folder.is_dir():
+            raise DataError("videos folder not found", path=self.folder,
+                            fix="point data.videos.<dataset>.folder at the clips or frame folders you have "
+                                "(docs/data.md), or generate the toy world")
+        wanted = None if ids is None else set(ids)
+        found: dict[str, Path] = {}
+        stack = [self.folder]
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if entry.is_dir():
+                        if self.frames and (wanted is None or entry.name in wanted) and _has_frames(entry.path):
+                            found.setdefault(entry.name, Path(entry.path))
+                        else:
+                            stack.append(Path(entry.path))
+                    elif not self.frames and Path(entry.name).suffix.lower() in VIDEO_SUFFIXES:
+                        stem = Path(entry.name).stem
+                        if wanted is None or stem in wanted:
+                            found.setdefault(stem, Path(entry.path))
+        return found
+
+
+def _has_frames(path: str) -> bool:
+    with os.scandir(path) as entries:
+        return any(Path(e.name).suffix.lower() in FRAME_SUFFIXES for e in entries)
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The JPEG frames of one frame folder, in order (file names sort as frame numbers)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+
+
+def unreadable(path: Path, frames: bool) -> str | None:
+    """Why the video (file or frame folder) at ``path`` cannot be used, or None."""
+    try:
+        if frames:
+            from PIL import Image
+
+            files = frame_files(path)
+            if not files:
+                return "no JPEG frames"
+            with Image.open(files[0]) as image:
+                image.load()
+            return None
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "no video stream"
+            next(container.decode(video=0))
+        return None
+    except StopIteration:
+        return "no decodable frame"
+    except Exception as e:  # PyAV / PIL raise many kinds for corrupt input
+        message = (str(e).strip().splitlines() or [""])[0][:120]
+        return f"cannot decode ({type(e).__name__}: {message})"
+
+
+def check_videos(splits: dict, source: VideoFolder, on_missing: str = "stop", max_missing: float = 0.01,
+                 report_path: Path | None = None) -> tuple[dict, dict]:
+    """Drop the records whose video is missing or unreadable; returns (splits, report).
+
+    ``report``: ``videos`` (referenced), ``missing`` / ``unreadable`` (id -> path or reason),
+    ``records_dropped`` per split, ``fraction`` of videos affected. Stops (DataError) when
+    ``on_missing`` is "stop" and that fraction is above ``max_missing``.
+    """
+    if on_missing not in ON_MISSING:
+        raise ConfigError(f"on_missing must be one of {ON_MISSING}, got {on_missing!r}")
+    ids = sorted({r.video for records in splits.values() for r in records if r.video is not None})
+    found = source.find(ids)
+    missing = {i: "not found" for i in ids if i not in found}
+    bad = {i: reason for i in ids if i in found and (reason := unreadable(found[i], source.frames))}
+    lost = set(missing) | set(bad)
+    kept = {split: [r for r in records if r.video not in lost] for split, records in splits.items()}
+    fraction = len(lost) / len(ids) if ids else 0.0
+    report = {
+        "folder": str(source.folder), "layout": "frame folders" if source.frames else "video files",
+        "fps": source.fps, "videos": len(ids), "found": len(ids) - len(missing), "missing_count": len(missing),
+        "unreadable_count": len(bad), "fraction": round(fraction, 6), "on_missing": on_missing,
+        "max_missing": max_missing,
+        "records_dropped": {s: len(splits[s]) - len(kept[s]) for s in splits},
+        "missing": missing, "unreadable": bad,
+    }
+    if on_missing == "stop" and fraction > max_missing:
+        where = f" (listed in {report_path})" if report_path else ""
+        raise DataError(f"{len(missing)} videos missing and {len(bad)} unreadable of {len(ids)} "
+                        f"({100 * fraction:.1f} % > {100 * max_missing:g} %){where}",
+                        path=source.folder,
+                        fix="add the missing clips, or set data.on_missing_video: skip (or raise "
+                            "data.max_missing_videos; prepare --on-missing-video skip) to drop their records")
+    return kept, report
