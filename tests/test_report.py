@@ -142,7 +142,10 @@ def test_submission_only_tasks_are_named_not_scored(tmp_path):
     for run in experiments.runs(config):
         if run.modality == "video":
             m = written[run.name]
-            m["tasks"]["tvqa"] = {"n": 8, "labelled": 0, "submission_only": True}
+            for seed in m["seeds"].values():
+                seed["tasks"]["tvqa"] = {"n": 8, "labelled": 0, "submission_only": True}
+                del seed["scores"]["tvqa"]
+                seed["submission_only"] = ["tvqa"]
             del m["scores"]["tvqa"]
             m["submission_only"] = ["tvqa"]
             (tmp_path / run.metrics_path).write_text(json.dumps(m))
