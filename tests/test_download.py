@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from vladapter.cli import main
-from vladapter.data.download import download, fetch
+from vladapter.data.download import OWNED, download, fetch
 from vladapter.data.registry import REGISTRY, RemoteFile
 from vladapter.errors import ChecksumError, ConfigError
 
@@ -78,7 +78,8 @@ def test_good_download_verifies_and_renames(server, tmp_path, dev_json):
     report = download("nlvr2", tmp_path, mirror=server.url, registry=registry)
     dest = tmp_path / "nlvr2" / "dev.json"
     assert dest.read_bytes() == dev_json
-    assert report == [{"name": "dev.json", "path": str(dest), "sha256": sha(dev_json), "status": "downloaded"}]
+    assert report == [{"name": "dev.json", "path": str(dest), "sha256": sha(dev_json), "status": "downloaded",
+                       "verified": True}]
     assert not (tmp_path / "nlvr2" / "dev.json.part").exists()
     # a second run finds the verified file and fetches nothing
     n = len(server.requests)
@@ -111,7 +112,8 @@ def test_checksum_mismatch_keeps_nothing(server, tmp_path, dev_json):
     with pytest.raises(ChecksumError) as err:
         download("nlvr2", tmp_path, mirror=server.url, registry=registry)
     assert "sha256" in str(err.value) and "0" * 64 in str(err.value) and "fix:" in str(err.value)
-    assert list((tmp_path / "nlvr2").iterdir()) == []  # neither dev.json nor dev.json.part
+    # neither dev.json nor dev.json.part (only the mark that the folder is the download's)
+    assert [p.name for p in (tmp_path / "nlvr2").iterdir()] == [OWNED]
 
 
 def test_cli_mismatch_exits_2_with_message(server, tmp_path, dev_json, capsys, monkeypatch):
@@ -119,7 +121,7 @@ def test_cli_mismatch_exits_2_with_message(server, tmp_path, dev_json, capsys, m
     reg = tmp_path / "registry.json"
     reg.write_text(json.dumps({"nlvr2": [{"name": "dev.json", "url": "x", "size": len(dev_json) + 1}]}))
     monkeypatch.setenv("VLADAPTER_MIRROR", server.url)
-    rc = main(["download", "nlvr2", "--out", str(tmp_path / "raw"), "--registry", str(reg)])
+    rc = main(["download", "nlvr2", "--out", str(tmp_path / "raw"), "--registry", str(reg), "--allow-unpinned"])
     assert rc == 2
     assert "does not match the registry" in capsys.readouterr().err
     assert not (tmp_path / "raw" / "nlvr2" / "dev.json").exists()

@@ -176,6 +176,29 @@ def test_kill_midway_then_rerun_finishes_without_redoing_ids(tmp_path, clip_dir)
         np.testing.assert_allclose(f[kept][()], g[0].numpy(), atol=2e-3)
 
 
+@pytest.mark.faults
+def test_shards_of_a_backbone_with_other_weights_are_never_merged(tmp_path, clip_dir, capsys):
+    for i in range(6):
+        write_image(tmp_path / "images" / f"im{i}.png", seed=i)
+    (tmp_path / "images" / "zz-broken.jpg").write_bytes(b"not a jpeg")  # stops the first run after im0..im5
+    old, new = load_backbone(str(clip_dir)), load_backbone(str(clip_dir))
+    with torch.no_grad():  # retrained: same name, config and preprocessing, other weights
+        next(new.module.parameters()).add_(0.5)
+    out = tmp_path / "toy.tinyclip.h5"
+    with pytest.raises(DataError):
+        extract_features(old, out, images=list_images(tmp_path / "images"), workers=0, flush_every=2,
+                         batch_size=2, progress=False)
+    assert list((tmp_path / f".{out.name}.parts").glob("shard-*.h5")), "the first run left no shards"
+    (tmp_path / "images" / "zz-broken.jpg").unlink()
+
+    report = extract_features(new, out, images=list_images(tmp_path / "images"), workers=0, progress=False)
+    assert (report.kept, report.written) == (0, 6)
+    assert "discarding the unfinished run" in capsys.readouterr().out
+    with h5py.File(out) as f, Image.open(tmp_path / "images" / "im0.png") as image:
+        g, _ = new.encode(new.preprocess(image)[None])
+        np.testing.assert_allclose(f["im0"][()], g[0].numpy(), atol=2e-3)
+
+
 def test_toy_resnet_folder_extracts_its_last_conv_map(tmp_path):
     """The default toy CLIP (a tiny ResNet saved as toy_clip.json + safetensors) goes through
     the same extractor: grid = its last conv map, pooled = its attention pooling."""

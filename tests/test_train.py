@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from vladapter.train.checkpoint import list_checkpoints
 from vladapter.train.config import TrainConfig, load_section
 from vladapter.train.optim import build_optimizer, parameter_groups, warmup_linear
 from vladapter.train.sampler import TaskSampler
+from vladapter.train.workdir import work_dir
 
 REPO = Path(__file__).resolve().parents[1]
 VLADAPTER = [sys.executable, "-m", "vladapter.cli"]
@@ -61,6 +63,12 @@ def test_sampler_iterate_is_a_slice_of_the_run():
     assert [s.step for s in whole] == list(range(20))
     assert list(sampler.iterate(13, 20)) == whole[13:]
     assert whole[6].epoch == 1  # 4 + 2 batches per epoch
+
+
+def test_lazy_run_plan_is_the_run_slice_computed_as_it_is_walked():
+    sampler = TaskSampler({"a": 7, "b": 4}, {"a": 2, "b": 2}, seed=0)
+    plan = sampler.plan(3, 17)
+    assert len(plan) == 14 and list(plan) == list(sampler.iterate(3, 17)) == list(plan)  # walkable twice
 
 
 def test_sampler_drops_batches_too_small_for_every_rank():
@@ -111,30 +119,79 @@ def test_config_section_flags_and_unknown_keys(tmp_path):
         load_section(path, "train", TrainConfig)
 
 
+def test_fp16_with_grad_scaler_and_gradient_checkpointing_train(world, tmp_path):
+    """The options for GPUs without bf16 and for memory, on CPU autocast: a run that learns."""
+    run = tmp_path / "fp16"
+    subprocess.run(train_args(world, run, "--steps", "3", "--checkpoint-every", "0", "--precision", "fp16",
+                              "--grad-checkpointing", "true", "--tasks", "vqa"), check=True, env=env(),
+                   capture_output=True)
+    info = json.loads((run / "train.json").read_text())
+    assert info["config"]["precision"] == "fp16" and np.isfinite(info["final_loss"])
+
+
 # --- end to end: resume after a kill, NaN ---------------------------------------------------
 
-def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path):
-    common = ["--steps", "24", "--checkpoint-every", "4", "--keep-checkpoints", "2"]
-    full = tmp_path / "full"
-    subprocess.run(train_args(world, full, *common), check=True, env=env(), capture_output=True)
+RESUMABLE = ["--steps", "24", "--checkpoint-every", "4", "--keep-checkpoints", "2"]
 
+
+@pytest.fixture(scope="module")
+def uninterrupted(world, tmp_path_factory):
+    """The weights of a run that nothing stopped."""
+    full = tmp_path_factory.mktemp("full") / "run"
+    subprocess.run(train_args(world, full, *RESUMABLE), check=True, env=env(), capture_output=True)
+    return load_file(full / "adapter.safetensors")
+
+
+def assert_same_weights(a: dict, run: Path) -> None:
+    b = load_file(run / "adapter.safetensors")
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path, uninterrupted):
+    common = RESUMABLE
     killed = tmp_path / "killed"
     proc = subprocess.Popen(train_args(world, killed, *common), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not any(c.name >= "step-0000008" for c in list_checkpoints(killed)):
+    while time.time() < deadline and not any(c.name >= "step-0000008" for c in list_checkpoints(work_dir(killed))):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "train.json").exists(), "the run finished before it could be killed"
-    assert list_checkpoints(killed), "no checkpoint before the kill"
+    assert list_checkpoints(work_dir(killed)), "no checkpoint before the kill"
 
-    subprocess.run(train_args(world, killed, *common, "--resume"), check=True, env=env(), capture_output=True)
-    a, b = load_file(full / "adapter.safetensors"), load_file(killed / "adapter.safetensors")
-    assert a.keys() == b.keys() and len(a) > 10
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    assert not (killed / "checkpoints").exists()  # a finished run keeps only its result
+    resumed = subprocess.run(train_args(world, killed, *common, "--resume"), check=True, env=env(),
+                             capture_output=True, text=True)
+    assert "resumed from step" in resumed.stdout
+    assert_same_weights(uninterrupted, killed)
+    assert not work_dir(killed).exists()  # a finished run keeps only its result
+
+
+@pytest.mark.faults
+def test_stop_signal_checkpoints_and_exits_so_a_rerun_continues(world, tmp_path, uninterrupted):
+    """SLURM's warning before a time limit (--signal=TERM@...): checkpoint now, exit 75,
+    resume later. (SIGUSR1 is handled the same way.)"""
+    sig = signal.SIGTERM
+    run = tmp_path / "run"
+    proc = subprocess.Popen(train_args(world, run, *RESUMABLE), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list_checkpoints(work_dir(run)):
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err[-2000:]
+    stopped = re.search(rf"stopped at step (\d+) of 24 on {sig.name}", err)
+    assert stopped and "Traceback" not in err, err[-2000:]
+    assert list_checkpoints(work_dir(run))[-1].name == f"step-{int(stopped.group(1)):07d}"
+    assert not (run / "train.json").exists()
+
+    resumed = subprocess.run(train_args(world, run, *RESUMABLE, "--resume"), check=True, env=env(),
+                             capture_output=True, text=True)
+    assert f"resumed from step {stopped.group(1)} of 24" in resumed.stdout
+    assert_same_weights(uninterrupted, run)
 
 
 def test_nan_loss_stops_with_training_error_and_keeps_checkpoint(world, tmp_path):
@@ -150,7 +207,7 @@ def test_nan_loss_stops_with_training_error_and_keeps_checkpoint(world, tmp_path
     # the batches before the first VQA batch (seed 0: NLVR2's) were checkpointed, and the
     # error names the last of them
     failed_at = int(re.search(r"at step (\d+)", str(err.value)).group(1))
-    kept = list_checkpoints(tmp_path / "run")
+    kept = list_checkpoints(work_dir(tmp_path / "run"))
     assert failed_at > 1 and kept, str(err.value)
     assert int(kept[-1].name.split("-")[-1]) == failed_at - 1 and str(kept[-1]) in str(err.value)
     assert not (tmp_path / "run" / "adapter.safetensors").exists()

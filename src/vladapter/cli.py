@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except VladapterError as e:
         print(f"vladapter {command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # 2: bad input; an error type may say otherwise
     except OSError as e:
         # a folder that cannot be written or a full disk is the user's to fix, not a bug
         from vladapter.utils.io import storage_error

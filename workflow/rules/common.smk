@@ -10,6 +10,7 @@ from vladapter import experiments as X
 from vladapter.config_schema import config_problems
 from vladapter.errors import ConfigError
 from vladapter.train.config import canonical
+from vladapter.train import launch
 
 
 # Before any job: a wrong key or value stops here with a message naming it.
@@ -47,24 +48,56 @@ def _alternatives(names):
 
 def res(kind):
     """Resources of a job class (config `resources`): threads come separately."""
-    return {k: v for k, v in config["resources"][kind].items() if k != "threads"}
+    return {k: v for k, v in config["resources"][kind].items() if k not in ("threads", "nodes")}
 
 
 def threads(kind):
     return config["resources"][kind]["threads"]
 
 
-def launcher(wildcards, resources):
-    """Multi-GPU jobs run under torchrun (DDP), one process per GPU; others run directly."""
-    gpus = int(resources.gpu)
-    return f"torchrun --standalone --nproc_per_node={gpus} --no-python " if gpus > 1 else ""
+TRAIN_NODES = config["resources"]["train"].get("nodes", 1)
+TRAIN_GPUS = config["resources"]["train"]["gpu"]  # per node
+
+
+# SLURM warns a training job this long before its time limit (SIGTERM, which torchrun
+# passes to its workers): the job checkpoints and stops, the next submission resumes
+STOP_WARNING_S = 300
+
+
+def train_resources():
+    """A training job's resources. Across nodes (SLURM): one task per node that runs the
+    job's own srun (`mpi`), the GPUs per node as a generic resource (SLURM's --gpus counts
+    the whole job). On SLURM the job is signalled before its time limit."""
+    r = {**res("train"), "slurm_extra": f"--signal=TERM@{STOP_WARNING_S}"}
+    if TRAIN_NODES > 1:
+        del r["gpu"]
+        r.update(nodes=TRAIN_NODES, tasks=TRAIN_NODES, tasks_per_gpu=0, mpi="srun", gres=f"gpu:{TRAIN_GPUS}")
+    return r
+
+
+def train_threads():
+    """CPUs of a training job per node: the configured threads for each of its GPU processes."""
+    return threads("train") * max(1, TRAIN_GPUS)
+
+
+def eval_resources():
+    """Evaluation is one process: at most one GPU, one node."""
+    return {**res("train"), "gpu": min(1, TRAIN_GPUS)}
+
+
+def launcher(wildcards):
+    """Multi-GPU jobs run under torchrun (DDP), one process per GPU, on every node of the
+    job (vladapter.train.launch); others run directly. `exec`: the job's shell becomes the
+    training (or torchrun) process, so a stop signal reaches it and nothing ends before it."""
+    return f"exec {launch.launcher(TRAIN_NODES, TRAIN_GPUS)}"
 
 
 # --- paths -----------------------------------------------------------------------------
 
 def raw(dataset):
-    """What marks a dataset's raw files as present: the toy world, or its download."""
-    return "data/raw/toy_stats.json" if TOY else f"data/raw/{dataset}"
+    """What marks a dataset's raw files as present: the toy world, or its download's list of
+    verified files (data/raw/<dataset>/ itself is no output: Snakemake never deletes it)."""
+    return "data/raw/toy_stats.json" if TOY else f"data/raw/{dataset}.download.json"
 
 
 def raw_inputs(wildcards):

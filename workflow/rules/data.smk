@@ -22,9 +22,12 @@ rule toyworld:
         " --workers {threads} > {log:q} 2>&1"
 
 
+# Its output is the list of verified files, not the data folder: Snakemake deletes a failed
+# job's outputs, and the folder holds verified files, partial downloads to resume, or the
+# user's own data (which `vladapter download` only reads).
 rule download:
     output:
-        directory("data/raw/{dataset}"),
+        "data/raw/{dataset}.download.json",
     log:
         "logs/download/{dataset}.log",
     benchmark:
@@ -35,7 +38,7 @@ rule download:
     conda:
         ENV
     shell:
-        "vladapter download {wildcards.dataset} --out data/raw > {log:q} 2>&1"
+        "vladapter download {wildcards.dataset:q} --out data/raw --manifest {output:q} > {log:q} 2>&1"
 
 
 rule prepare:

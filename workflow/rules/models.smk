@@ -1,4 +1,7 @@
 # Tokenizer (toy), VL pre-training, and multi-task training of every (LM, run).
+# Training jobs always pass --resume: a killed job's checkpoints live in the work folder
+# beside its output (.<run>.partial/, no output, so Snakemake never deletes it), and the
+# rerun continues from them when the same run wrote them (else it starts over).
 
 
 rule build_tokenizer:
@@ -33,13 +36,13 @@ rule pretrain_matching:
         "logs/pretrain/{lm}-matching.log",
     benchmark:
         "logs/benchmarks/pretrain/{lm}-matching.tsv"
-    threads: threads("train")
+    threads: train_threads()
     resources:
-        **res("train"),
+        **train_resources(),
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --matching --settings {params.settings:q} --out {output:q}"
+        "{params.launcher}vladapter pretrain --matching --resume --settings {params.settings:q} --out {output:q}"
         " > {log:q} 2>&1"
 
 
@@ -57,13 +60,13 @@ rule pretrain:
         "logs/pretrain/{lm}.log",
     benchmark:
         "logs/benchmarks/pretrain/{lm}.tsv"
-    threads: threads("train")
+    threads: train_threads()
     resources:
-        **res("train"),
+        **train_resources(),
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter pretrain --resume --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule pretrain_video:
@@ -79,13 +82,13 @@ rule pretrain_video:
         "logs/pretrain/{lm}-video.log",
     benchmark:
         "logs/benchmarks/pretrain/{lm}-video.tsv"
-    threads: threads("train")
+    threads: train_threads()
     resources:
-        **res("train"),
+        **train_resources(),
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter pretrain --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter pretrain --resume --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -102,10 +105,10 @@ rule train:
         "logs/train/{lm}/{run}.log",
     benchmark:
         "logs/benchmarks/train/{lm}/{run}.tsv"
-    threads: threads("train")
+    threads: train_threads()
     resources:
-        **res("train"),
+        **train_resources(),
     conda:
         ENV
     shell:
-        "{params.launcher}vladapter train --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
+        "{params.launcher}vladapter train --resume --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"

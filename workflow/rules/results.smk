@@ -17,7 +17,7 @@ rule evaluate:
         "logs/benchmarks/evaluate/{lm}/{run}.tsv"
     threads: threads("train")
     resources:
-        **res("train"),
+        **eval_resources(),
     conda:
         ENV
     shell:

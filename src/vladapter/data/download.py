@@ -1,10 +1,21 @@
 """Download a real dataset's files into the raw layout: resumable, checksum-verified.
 
 Each file is fetched to <name>.part (resumed with an HTTP Range request after a dropped
-connection or an interrupted run), checked against the registered size and sha256, and
-only then renamed to its final name. A mismatch deletes the partial file and stops with
-an error: nothing unverified is ever left under the final name. Files already present
-and matching are skipped. Archives are then unpacked (listed members only).
+connection, a kill or any interrupted run), checked against the registered size and
+sha256, and only then renamed to its final name. A mismatch deletes that partial file
+only and stops with an error: nothing unverified is ever left under the final name, and
+files verified before stay. A transfer counts as complete only when its length is known
+(Content-Length, chunked encoding's end, or the registered size): a connection closed
+early without them is never taken for the whole file. A file without a pinned sha256 is
+not fetched unless --allow-unpinned says to accept it unverified; such a file (fetched so,
+or already present) is reported UNVERIFIED with its sha256, to pin. Files already present
+and matching are skipped.
+Archives are then unpacked (listed members only).
+
+A folder under the raw root that this command did not create (the user's own data, or a
+link to it) is only read: its files are verified, and what it lacks is an error, never
+written into it. --manifest writes the verified files' list (the workflow's output), so
+Snakemake never deletes the data folder itself.
 
 Sources: src/vladapter/data/registry.py. --mirror URL (or $VLADAPTER_MIRROR) fetches
 <mirror>/<dataset>/<name> instead of the registered URL.
@@ -52,8 +63,13 @@ def _matches(path: Path, spec: RemoteFile) -> bool:
     return spec.sha256 is None or sha256_of(path) == spec.sha256
 
 
-def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm) -> bool:
-    """Append what the server sends after the bytes already in ``part``; True when complete."""
+def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm, size: int | None = None) -> bool:
+    """Append what the server sends after the bytes already in ``part``; True when complete.
+
+    Complete means the length is known and reached: the response's Content-Length, the
+    end of a chunked response (http.client raises when one is cut), or the registered
+    ``size``. A response with none of them ends the same whether whole or cut: False.
+    """
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
@@ -66,7 +82,8 @@ def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm) -> bool:
         if offset and response.status != 206:  # the server ignored Range: start over
             offset = 0
         length = response.headers.get("Content-Length")
-        expected = offset + int(length) if length is not None else None
+        chunked = "chunked" in (response.headers.get("Transfer-Encoding") or "").lower()
+        expected = offset + int(length) if length is not None else size
         if bar.total is None and expected is not None:
             bar.total = expected
         bar.n = offset
@@ -80,8 +97,10 @@ def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm) -> bool:
                 f.write(block)
                 received += len(block)
                 bar.update(len(block))
-    # http.client does not raise when the peer closes early: compare with Content-Length
-    return expected is None or received >= expected
+    # http.client does not raise when the peer closes early: compare with the known length
+    if expected is not None:
+        return received >= expected
+    return chunked
 
 
 def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = None, retries: int = 5,
@@ -89,7 +108,8 @@ def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = No
     """Download ``url`` to ``dest`` via ``dest.part`` (resuming it); verify size and sha256.
 
     Returns the file's sha256. Raises ChecksumError (and deletes the partial file) on a
-    mismatch, DataError when the server keeps failing after ``retries`` resumes.
+    mismatch, DataError when the server keeps failing after ``retries`` resumes or never
+    says how long the file is (then the partial file stays, to resume from).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +120,7 @@ def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = No
     try:
         for attempt in range(retries + 1):
             try:
-                if _fetch_once(url, part, timeout, bar):
+                if _fetch_once(url, part, timeout, bar, size):
                     break
             except urllib.error.HTTPError as e:
                 raise DataError(f"HTTP {e.code} {e.reason} for {url}", path=dest,
@@ -111,8 +131,10 @@ def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = No
                                     fix="rerun the same command: it resumes from the .part file") from None
             time.sleep(backoff * attempt)
         else:
-            raise DataError(f"the connection kept dropping ({retries} resumes)", path=part,
-                            fix="rerun the same command: it resumes from the .part file")
+            raise DataError(f"the transfer never completed ({retries} resumes): the server sent no length "
+                            "(Content-Length) and the registry has no size, or the connection kept dropping",
+                            path=part, fix="rerun the same command (it resumes from the .part file); if the server "
+                                           "never sends a length, pin the file's size in the registry")
     finally:
         bar.close()
     got_size = part.stat().st_size
@@ -180,12 +202,32 @@ def load_registry(path: str | Path | None) -> dict[str, list[RemoteFile]]:
         raise ConfigError(f"cannot read download registry {path}: {e}") from None
 
 
+OWNED = ".vladapter-download"  # in a folder this command created: it may write there
+
+
+def _users_folder(root: Path, files: list[RemoteFile]) -> bool:
+    """Whether ``root`` is the user's own data, to be read and never written: a link, or a
+    folder this command did not make that holds anything but registered files (and their
+    partial downloads)."""
+    if root.is_symlink():
+        return True
+    if not root.is_dir() or (root / OWNED).exists():
+        return False
+    ours = {n for f in files for n in (f.name, f"{f.name}.part", f".{f.name}.extracted")}
+    return any(p.name not in ours for p in root.iterdir())
+
+
 def download(dataset: str, out: str | Path = "data/raw", only: str | None = None, mirror: str | None = None,
-             registry: dict[str, list[RemoteFile]] | None = None, retries: int = 5, timeout: float = 60.0) -> list[dict]:
+             registry: dict[str, list[RemoteFile]] | None = None, retries: int = 5, timeout: float = 60.0,
+             allow_unpinned: bool = False) -> list[dict]:
     """Fetch (and unpack) ``dataset``'s registered files under ``out/<dataset>/``.
 
-    Returns one entry per file: name, path, sha256 (None when skipped as already present and
-    verified), status (downloaded | present).
+    Returns one entry per file: name, path, sha256, status (downloaded | present),
+    verified (False for a file without a pinned sha256: one already present, e.g. the
+    user's own, or one fetched with ``allow_unpinned``; without it such a file is not
+    fetched but a ChecksumError raised). A folder
+    ``out/<dataset>`` that this function did not create is the user's: it is checked,
+    never written into.
     """
     registry = REGISTRY if registry is None else registry
     if dataset not in registry:
@@ -195,19 +237,38 @@ def download(dataset: str, out: str | Path = "data/raw", only: str | None = None
         raise ConfigError(f"{dataset} has no file {only!r} (files: {', '.join(f.name for f in registry[dataset])})")
     mirror = mirror or os.environ.get(MIRROR_ENV)
     root = Path(out) / dataset
+    users = _users_folder(root, registry[dataset])
     report = []
     for spec in files:
         dest = root / spec.name
         # a marker, so an unpacking cut short is redone on the next run
         marker = root / f".{spec.name}.extracted"
+        entry = {"name": spec.name, "path": str(dest), "verified": bool(spec.sha256)}
         if dest.exists() and _matches(dest, spec):
-            report.append({"name": spec.name, "path": str(dest), "sha256": spec.sha256, "status": "present"})
+            report.append({**entry, "sha256": spec.sha256 or sha256_of(dest), "status": "present"})
+        elif users:
+            raise DataError(
+                f"{root} is your own folder (or a link to it), not one `vladapter download` made; its "
+                f"{spec.name} is {'not the registered file' if dest.exists() else 'missing'}, and vladapter never "
+                "writes into your folders", path=dest,
+                fix=f"put the registered {spec.name} there yourself, or move the folder away so that "
+                    f"`vladapter download {dataset}` fetches into {root}")
+        elif not spec.sha256 and not allow_unpinned:
+            raise ChecksumError(
+                f"no sha256 is pinned for {spec.name} of {dataset}: its download could not be verified",
+                path=Path(__file__).with_name("registry.py"),
+                fix=f"pin its sha256 in the registry, or run `vladapter download {dataset} --allow-unpinned` to "
+                    "fetch it unverified (it prints the sha256, to pin)")
         else:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / OWNED).touch()  # from now on the folder holds this command's files
             marker.unlink(missing_ok=True)
             url = f"{mirror.rstrip('/')}/{dataset}/{spec.name}" if mirror else spec.url
             digest = fetch(url, dest, spec.size, spec.sha256, retries=retries, timeout=timeout)
-            report.append({"name": spec.name, "path": str(dest), "sha256": digest, "status": "downloaded"})
+            report.append({**entry, "sha256": digest, "status": "downloaded"})
         if spec.extract and not marker.exists():
+            if users:
+                continue  # the user's folder holds what it holds: unpacked or not, it is read as is
             extract(dest, spec.extract, root)
             marker.touch()
     return report
@@ -222,14 +283,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", default=None, help="a JSON registry to use instead of the built-in one")
     parser.add_argument("--retries", type=int, default=5, help="resumes after a dropped connection (default: 5)")
     parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default: 60)")
+    parser.add_argument("--allow-unpinned", action="store_true",
+                        help="accept files the registry pins no sha256 for, unverified (their sha256 is printed)")
+    parser.add_argument("--manifest", default=None,
+                        help="write the files' list (path, sha256, verified) to this JSON file when all are in place")
 
 
 def run(args: argparse.Namespace) -> int:
+    from vladapter.utils.io import write_json
+
     registry = load_registry(args.registry)
-    for entry in download(args.dataset, args.out, args.only, args.mirror, registry, args.retries, args.timeout):
-        spec = next(f for f in registry[args.dataset] if f.name == entry["name"])
-        pin = "" if spec.sha256 or entry["status"] == "present" else "  (no registered sha256: pin this one)"
-        print(f"{entry['status']:<10} {entry['path']}  sha256={entry['sha256']}{pin}")
+    entries = download(args.dataset, args.out, args.only, args.mirror, registry, args.retries, args.timeout,
+                       allow_unpinned=args.allow_unpinned)
+    for entry in entries:
+        note = "" if entry["verified"] else "  UNVERIFIED: no pinned sha256 (pin this one in the registry)"
+        print(f"{entry['status']:<10} {entry['path']}  sha256={entry['sha256']}{note}")
+    if args.manifest:
+        write_json(args.manifest, {"dataset": args.dataset, "files": entries})
     if args.dataset in NOTES:
         print(f"note: {NOTES[args.dataset]}")
     return 0

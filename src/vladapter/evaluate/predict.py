@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from vladapter.data.records import Record
 from vladapter.tasks import Task
 from vladapter.train.data import MODEL_INPUTS, Features, encode_sources, pad, to_device
+from vladapter.train.dist import resolve_precision
 
 
 @torch.no_grad()
@@ -39,26 +40,32 @@ def candidate_log_likelihoods(model, batch: dict, candidates: Sequence[Sequence[
 @torch.no_grad()
 def predict(model, task: Task, records: Sequence[Record], tokenizer, features: Features, *, prefix: bool,
             batch_size: int = 64, num_beams: int | None = None, max_new_tokens: int | None = None,
-            device: torch.device | str = "cpu", desc: str | None = None) -> list[str]:
+            device: torch.device | str = "cpu", desc: str | None = None, precision: str = "auto") -> list[str]:
     """One prediction string per record, in order.
 
     Tasks with fixed candidates (NLVR2 true/false, video QA a0..a4) pick the candidate
     with the highest likelihood; the others decode with ``num_beams`` beams up to
-    ``max_new_tokens`` (None: the task's defaults).
+    ``max_new_tokens`` (None: the task's defaults). ``precision`` as in training (auto:
+    bf16 autocast on a GPU that has it, fp32 on CPU); scores are summed in float32.
     """
     model.eval()
+    device = torch.device(device)
+    dtype = resolve_precision(precision, device)
+    autocast = torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     preds: list[str] = []
     beams = num_beams or task.num_beams
     limit = max_new_tokens or task.max_new_tokens
     for start in tqdm(range(0, len(records), batch_size), desc=desc or f"predict {task.name}", unit="batch"):
         chunk = records[start:start + batch_size]
-        batch = to_device(encode_sources(tokenizer, task, chunk, features, prefix), torch.device(device))
+        batch = to_device(encode_sources(tokenizer, task, chunk, features, prefix), device)
         candidates = [task.candidates(r) for r in chunk]
         if candidates[0] is not None:
-            scores = candidate_log_likelihoods(model, batch, candidates, tokenizer)
+            with autocast:
+                scores = candidate_log_likelihoods(model, batch, candidates, tokenizer)
             preds.extend(c[int(j)] for c, j in zip(candidates, scores.argmax(1)))
         else:
-            ids = model.generate(**{k: batch[k] for k in MODEL_INPUTS}, task=batch["task"],
-                                 max_new_tokens=limit, num_beams=beams)
+            with autocast:
+                ids = model.generate(**{k: batch[k] for k in MODEL_INPUTS}, task=batch["task"],
+                                     max_new_tokens=limit, num_beams=beams)
             preds.extend(t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True))
     return preds

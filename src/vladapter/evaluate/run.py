@@ -150,7 +150,8 @@ def _evaluate_model(model, info: dict, cfg: EvaluateConfig, predictions_dir: Pat
         for name, td in split_data.items():
             preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
                             batch_size=cfg.batch_size, num_beams=cfg.num_beams,
-                            max_new_tokens=cfg.max_new_tokens, device=dev, desc=f"evaluate {name} ({split}{label})")
+                            max_new_tokens=cfg.max_new_tokens, device=dev, desc=f"evaluate {name} ({split}{label})",
+                            precision=cfg.precision)
             # the submission first: a split without labels still yields the leaderboard file
             path = td.task.write_submission(folder / name, preds, td.records)
             submissions.setdefault(split, {})[name] = str(path)

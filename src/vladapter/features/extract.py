@@ -148,12 +148,17 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
     import torch
     from torch.utils.data import DataLoader
 
+    from vladapter.utils.digest import state_digest
+
     if (images is None) == (frames is None):
         raise ValueError("give exactly one of images= or frames=")
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     device = torch.device(device)
-    attrs = {"backbone": backbone.name, "config": backbone.config, "preprocessing": backbone.preprocess.to_dict()}
+    # the weights' content hash too: a backbone retrained under the same name and config
+    # must not have its stale features merged with new ones
+    attrs = {"backbone": backbone.name, "config": backbone.config, "preprocessing": backbone.preprocess.to_dict(),
+             "weights_sha256": state_digest(backbone.module)}
     if images is not None:
         attrs.update(kind="grid", grid=list(backbone.grid), dim=backbone.dim, pooled_dim=backbone.pooled_dim)
         all_ids = list(images)

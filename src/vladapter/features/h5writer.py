@@ -7,8 +7,10 @@ at most the ids not yet flushed, and never leaves a half file anywhere it will b
 file and renames it onto the output; only then are the shards removed. A rerun skips
 every id found in the output file or in a shard (``done``).
 
-The root attributes describe how the content was made (sampler, backbone, config); a
-rerun with different attributes refuses to mix the two (``--overwrite`` starts afresh).
+The root attributes describe how the content was made (sampler, backbone, config, the
+backbone weights' content hash); shards left by a run with other attributes are
+discarded, never merged, and an existing output with other attributes is an error
+(``--overwrite`` replaces it).
 """
 
 from __future__ import annotations
@@ -79,12 +81,12 @@ class ResumableH5Writer:
                         f"({signature}); rerun with --overwrite to replace it, or write to another path")
                 self.done.update(root_ids(f))
         meta = self.parts / "attrs.json"
-        if meta.exists():
-            if json.loads(meta.read_text()).get(SIGNATURE) != signature:
-                raise ConfigError(
-                    f"the unfinished run in {self.parts} used other settings than this run; rerun with "
-                    f"--overwrite to discard it, or delete that folder")
-        else:
+        if meta.exists() and json.loads(meta.read_text()).get(SIGNATURE) != signature:
+            # our own work files, of another producer (settings, backbone weights): never merged
+            print(f"discarding the unfinished run in {self.parts}: it was made with other settings or "
+                  "weights than this run", flush=True)
+            shutil.rmtree(self.parts)
+        if not meta.exists():
             self.parts.mkdir(parents=True, exist_ok=True)
             write_json(meta, {SIGNATURE: signature})
         for shard in self._shards():

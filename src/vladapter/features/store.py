@@ -55,6 +55,38 @@ def adaptive_max_pool_2d(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
         return F.adaptive_max_pool2d(t, (out_h, out_w))[0].permute(1, 2, 0).contiguous().numpy()
 
 
+def warm_page_cache(path: str | Path, max_share: float = 0.5, chunk: int = 16 << 20) -> bool:
+    """Read ``path`` once, sequentially, so that later random reads by id come from memory.
+
+    A first epoch reads ids in random order: from a cold page cache that is one disk seek
+    per ~200 KB grid (a few hundred reads/s, BENCHMARKS.md), far below a GPU node's need; a
+    sequential pass runs at the disk's streaming speed and every later read is a memory
+    copy (the page cache is shared by all processes of the machine). Done only when the
+    file takes at most ``max_share`` of the memory available now; returns whether it was.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_share * _available_memory():
+        return False
+    with open(path, "rb", buffering=0) as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        buffer = bytearray(chunk)
+        while f.readinto(buffer):
+            pass
+    return True
+
+
+def _available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where there is none: nothing is warmed)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 REEXTRACT = "delete the file and rerun `vladapter extract-features` (or the workflow) to extract it again"
 
 

@@ -1,11 +1,13 @@
 """Resumable training state in safetensors + JSON (no pickle anywhere).
 
-A checkpoint is a folder ``<run>/checkpoints/step-<N>/`` written atomically:
+A checkpoint is a folder ``<work>/checkpoints/step-<N>/`` (``<work>``: the run's work folder,
+vladapter.train.workdir) written atomically:
 
     state.safetensors   trainable parameters (by name), AdamW moments (by parameter
-                        index), torch RNG states (one per rank)
+                        index), torch RNG states (CPU, and CUDA when the run is on a
+                        GPU; one per rank)
     state.json          step, micro-batch position, parameter names, optimiser param
-                        groups, scheduler state
+                        groups, scheduler state, the producer (vladapter.train.workdir)
 
 Loading it into the same model, optimiser and scheduler continues the run exactly: an
 interrupted and resumed run ends with the same weights as an uninterrupted one.
@@ -29,13 +31,13 @@ STATE_JSON = "state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step-{step:07d}"
+def checkpoint_dir(work: str | Path, step: int) -> Path:
+    return Path(work) / "checkpoints" / f"step-{step:07d}"
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
+def list_checkpoints(work: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
-    root = Path(run_dir) / "checkpoints"
+    root = Path(work) / "checkpoints"
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir()
@@ -43,8 +45,8 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    found = list_checkpoints(run_dir)
+def latest_checkpoint(work: str | Path) -> Path | None:
+    found = list_checkpoints(work)
     return found[-1] if found else None
 
 
@@ -52,9 +54,10 @@ def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(run_dir: str | Path, step: int, micro: int, model: torch.nn.Module,
+def save_checkpoint(work: str | Path, step: int, micro: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler, rng_states: list[torch.Tensor],
-                    extra: dict | None = None, keep: int = 1) -> Path:
+                    extra: dict | None = None, keep: int = 1,
+                    cuda_rng_states: list[torch.Tensor] | None = None) -> Path:
     """Write the checkpoint of ``step`` atomically and prune to the newest ``keep``."""
     params = trainable_parameters(model)
     tensors = {f"param.{name}": p.detach().cpu().contiguous() for name, p in params.items()}
@@ -64,22 +67,25 @@ def save_checkpoint(run_dir: str | Path, step: int, micro: int, model: torch.nn.
             tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     for rank, rng in enumerate(rng_states):
         tensors[f"rng.{rank}"] = rng.cpu()
+    for rank, rng in enumerate(cuda_rng_states or []):
+        tensors[f"rng_cuda.{rank}"] = rng.cpu()
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt_state["param_groups"]]
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     meta = {"step": step, "micro": micro, "parameters": list(params), "param_groups": groups,
             "scheduler": sched, **(extra or {})}
-    target = checkpoint_dir(run_dir, step)
+    target = checkpoint_dir(work, step)
     with atomic_dir(target) as tmp:
         save_file(tensors, str(tmp / STATE_TENSORS))
         (tmp / STATE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
-    for old in list_checkpoints(run_dir)[:-max(1, keep)]:
+    for old in list_checkpoints(work)[:-max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, rank: int = 0) -> dict:
-    """Restore parameters, optimiser, scheduler and this rank's RNG; returns state.json."""
+    """Restore parameters, optimiser, scheduler and this rank's RNGs (CPU; CUDA when both the
+    checkpoint and this process have it); returns state.json."""
     path = Path(path)
     meta = json.loads((path / STATE_JSON).read_text())
     tensors = load_file(str(path / STATE_TENSORS))
@@ -103,4 +109,12 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     rng = tensors.get(f"rng.{rank}", tensors.get("rng.0"))
     if rng is not None:
         torch.set_rng_state(rng)
+    cuda_rng = tensors.get(f"rng_cuda.{rank}")
+    if cuda_rng is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda_rng)
     return meta
+
+
+def read_state(path: str | Path) -> dict:
+    """The state.json of a checkpoint folder."""
+    return json.loads((Path(path) / STATE_JSON).read_text())

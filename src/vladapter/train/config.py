@@ -60,7 +60,13 @@ class TrainConfig:
     checkpoint_every: write a resumable checkpoint every this many steps (0 = only at the end)
     keep_checkpoints: how many step checkpoints to keep
     log_every:        log loss and lr to dvclive every this many steps
-    precision:        auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+    precision:        auto (bf16 autocast on GPU, fp16 + GradScaler on GPUs without bf16, fp32 on CPU) | fp32 | bf16 | fp16
+    tf32:             TF32 matmuls and convolutions on GPU (float32 range, lower mantissa)
+    fused_adamw:      one fused AdamW kernel on GPU
+    find_unused_parameters: DDP's search for parameters without a gradient: auto (only when
+                      the method has task-specific modules) | true | false
+    grad_checkpointing: recompute the language model's activations in the backward pass (less memory, ~30% slower)
+    compile:          torch.compile the model (start-up cost; faster steps on GPU)
     qa_target:        video QA target: index ("a{idx}", the paper's) | text (the correct choice's words)
     video:            overrides of the keys above for video-text runs (all tasks video)
     """
@@ -95,6 +101,11 @@ class TrainConfig:
     keep_checkpoints: int = 1
     log_every: int = 10
     precision: str = "auto"
+    tf32: bool = True
+    fused_adamw: bool = True
+    find_unused_parameters: Any = "auto"
+    grad_checkpointing: bool = False
+    compile: bool = False
     qa_target: str = "index"
     video: dict[str, Any] = field(default_factory=dict)
 
@@ -109,8 +120,14 @@ class TrainConfig:
         raise ConfigError(f"train.lr must be a number or a mapping with a 'default' entry, got {self.lr!r}")
 
     def validate(self) -> None:
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"train.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if isinstance(self.find_unused_parameters, str) and self.find_unused_parameters != "auto":
+            self.find_unused_parameters = {"true": True, "false": False}.get(self.find_unused_parameters.lower(),
+                                                                             self.find_unused_parameters)
+        if self.find_unused_parameters not in ("auto", True, False):
+            raise ConfigError("train.find_unused_parameters must be auto, true or false, "
+                              f"got {self.find_unused_parameters!r}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
         if not (self.steps or 0) > 0 and not (self.epochs or 0) > 0:
@@ -181,6 +198,7 @@ class EvaluateConfig:
     num_beams:      beams for generation (null = each task's default: 5 for captions, 1 else)
     max_new_tokens: decoding limit (null = each task's default: 20 for captions, 10 for QA)
     max_examples:   at most this many records per task (null = all)
+    precision:      auto (bf16 autocast on GPU, fp16 where bf16 is missing, fp32 on CPU) | fp32 | bf16 | fp16
     vqa_evaluator:  how VQA predictions match the human answers: official (the VQA
                     evaluation: normalised only when the humans disagree) | vl-t5 (VL-T5's
                     evaluator: the prediction always normalised)
@@ -199,6 +217,7 @@ class EvaluateConfig:
     num_beams: int | None = None
     max_new_tokens: int | None = None
     max_examples: int | None = None
+    precision: str = "auto"
     vqa_evaluator: str = "official"
     prepared: str | None = None
     features: str | None = None
@@ -210,6 +229,8 @@ class EvaluateConfig:
     def validate(self) -> None:
         if self.batch_size < 1:
             raise ConfigError("evaluate.batch_size must be >= 1")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"evaluate.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         unknown = sorted(set(self.submit) - {"train", "val", "test"})
         if unknown:
             raise ConfigError(f"evaluate.submit: unknown splits {unknown} (train, val, test)")
@@ -370,8 +391,18 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         elif f.name == "lr":
             parser.add_argument(flag, type=float, default=None, help=help_)
         else:
-            typ = {"int": int, "float": float, "int | None": int, "float | None": float}.get(kind, str)
+            typ = {"int": int, "float": float, "int | None": int, "float | None": float, "bool": _yes_no}.get(kind, str)
             parser.add_argument(flag, type=typ, default=None, help=help_)
+
+
+def _yes_no(text: str) -> bool:
+    """A boolean flag's value: true/false (also yes/no, 1/0)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def overrides_from(args: argparse.Namespace, cls: type) -> dict[str, Any]:

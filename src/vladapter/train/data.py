@@ -95,6 +95,18 @@ class Features:
             self._stores[key] = FeatureStore(path, n_tokens=n)
         return self._stores[key]
 
+    def warm(self, records: Sequence[Record]) -> list[Path]:
+        """Read the feature files of ``records`` into the page cache in a background thread
+        (vladapter.features.store.warm_page_cache); returns the files it reads."""
+        import threading
+
+        from vladapter.features.store import warm_page_cache
+
+        paths = sorted({self.path(r.source) for r in records})
+        threading.Thread(target=lambda: [warm_page_cache(p) for p in paths], daemon=True,
+                         name="warm-features").start()
+        return paths
+
     def __getstate__(self):  # worker processes open their own HDF5 handles
         state = dict(self.__dict__)
         state["_stores"] = {}

@@ -23,11 +23,13 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.01, eps: float = 1e-6) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.01, eps: float = 1e-6,
+                    fused: bool = False) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; ``fused``: one kernel for all of them (CUDA only)."""
     groups = [g for g in parameter_groups(model, weight_decay) if g["params"]]
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=lr, eps=eps, betas=(0.9, 0.999))
+    return torch.optim.AdamW(groups, lr=lr, eps=eps, betas=(0.9, 0.999), fused=fused or None)
 
 
 def warmup_linear(total_steps: int, warmup_ratio: float):

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", help="the `pretrain` (stage's) settings as one JSON object, taken as they are (what a "
                         "workflow job receives; instead of --config)")
     parser.add_argument("--out", help="backbone folder (default: models/pretrain/<lm>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of --out's work folder "
+                             "when the same run wrote it (vladapter.train.workdir)")
     parser.add_argument("--matching", action="store_true",
                         help="the matching stage: image-text matching alone (objectives [itm], or [itm, pair]) "
                              "with the section's `matching` keys over the others "
@@ -83,7 +84,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
 
     from vladapter.errors import ConfigError
     from vladapter.tasks.pretrain import objectives
-    from vladapter.train import checkpoint as ckpt
+    from vladapter.train import workdir
     from vladapter.train.data import Features, TaskData, load_records, load_task_data
     from vladapter.train.dist import init_distributed, shutdown
     from vladapter.train.loop import fit
@@ -94,52 +95,54 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
     if resume and (out / INFO_FILE).is_file():
         print(f"{out} is already pre-trained; nothing to resume")
         return json.loads((out / INFO_FILE).read_text())
-    if not resume and ckpt.list_checkpoints(out):
-        shutil.rmtree(out / "checkpoints")
 
     dist = init_distributed()
     try:
-        tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
-        features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
-        if list(cfg.tasks) == ["pretrain"]:
-            records = load_records(cfg.prepared, "pretrain", cfg.split, None)
-            sentinels = "<extra_id_0>" in tokenizer.get_vocab()
-            data = {name: TaskData(task, recs[: cfg.max_examples] if cfg.max_examples else recs)
-                    for name, (task, recs) in objectives(cfg.objectives, records, sentinels, cfg.seed).items()}
-            n_vis = cfg.n_image_tokens
-        elif "pretrain" in cfg.tasks:
-            raise ConfigError(f"pretrain.tasks {list(cfg.tasks)}: either [pretrain] (the pre-training split's "
-                              "objectives) or downstream task keys (their training data), not both")
-        else:
-            data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, cfg.task_options())
-            n_vis = n_visual_tokens(features, cfg.tasks)
-        feat_dim = feature_dim(features, data)
+        with workdir.writing(out, dist.is_main, resume) as work:
+            tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
+            features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
+            if list(cfg.tasks) == ["pretrain"]:
+                records = load_records(cfg.prepared, "pretrain", cfg.split, None)
+                sentinels = "<extra_id_0>" in tokenizer.get_vocab()
+                data = {name: TaskData(task, recs[: cfg.max_examples] if cfg.max_examples else recs)
+                        for name, (task, recs) in objectives(cfg.objectives, records, sentinels, cfg.seed).items()}
+                n_vis = cfg.n_image_tokens
+            elif "pretrain" in cfg.tasks:
+                raise ConfigError(f"pretrain.tasks {list(cfg.tasks)}: either [pretrain] (the pre-training split's "
+                                  "objectives) or downstream task keys (their training data), not both")
+            else:
+                data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, cfg.task_options())
+                n_vis = n_visual_tokens(features, cfg.tasks)
+            feat_dim = feature_dim(features, data)
 
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer))
-        if cfg.dropout is not None:
-            set_dropout(model, cfg.dropout)
-        torch.manual_seed(cfg.seed * 1000 + 1 + dist.rank)
-        # every objective runs as one task "pretrain": the backbone has no per-task modules
-        result = fit(model, data, cfg, out, tokenizer=tokenizer, features=features, prefix=True,
-                     dist=dist, resume=resume, model_task="pretrain")
-        info = {"config": to_dict(cfg), "feat_dim": feat_dim, "vocab_size": len(tokenizer),
-                "objectives": {n: len(d.records) for n, d in data.items()}, "steps": result.steps,
-                "final_loss": result.loss if math.isfinite(result.loss) else None, "seconds": round(result.seconds, 2),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        if dist.is_main:
-            _save_backbone(model, out)
-            # the timing goes to the log: the same settings give the same bytes (DVC)
-            write_json(out / INFO_FILE, {k: v for k, v in info.items() if k not in ("seconds", "finished")})
-            print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {info['finished']}")
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            torch.manual_seed(cfg.seed)
+            model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer))
+            if cfg.dropout is not None:
+                set_dropout(model, cfg.dropout)
+            producer = workdir.producer(to_dict(cfg), dist.world_size, model, workdir.input_files(cfg))
+            torch.manual_seed(cfg.seed * 1000 + 1 + dist.rank)
+            # every objective runs as one task "pretrain": the backbone has no per-task modules
+            result = fit(model, data, cfg, work, tokenizer=tokenizer, features=features, prefix=True,
+                         dist=dist, resume=resume, model_task="pretrain", producer=producer)
+            info = {"config": to_dict(cfg), "feat_dim": feat_dim, "vocab_size": len(tokenizer),
+                    "objectives": {n: len(d.records) for n, d in data.items()}, "steps": result.steps,
+                    "final_loss": result.loss if math.isfinite(result.loss) else None, "seconds": round(result.seconds, 2),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if dist.is_main:
+                _save_backbone(model, out)
+                workdir.publish_log(work, out)
+                # last: its presence marks a finished backbone. The timing goes to the log: the
+                # same settings give the same bytes (DVC)
+                write_json(out / INFO_FILE, {k: v for k, v in info.items() if k not in ("seconds", "finished")})
+                print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {info['finished']}")
+                workdir.discard(work)
         return info
     finally:
         shutdown(dist)
 
 
 def _save_backbone(model, out: Path) -> None:
-    """VLModel.save_pretrained into ``out``, keeping the dvclive log already there."""
+    """VLModel.save_pretrained into ``out`` (its files replace older ones, config last)."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".backbone.", dir=out))
     try:

@@ -83,8 +83,30 @@ class TaskSampler:
                 yield BatchSpec(epoch, step, task, tuple(int(i) for i in idx))
                 step += 1
 
+    def plan(self, start: int, stop: int) -> "RunPlan":
+        """Global batches ``start`` .. ``stop - 1`` as a lazy sequence (see RunPlan)."""
+        return RunPlan(self, start, stop)
+
     def total_batches(self, epochs: float) -> int:
         return int(math.ceil(epochs * self.batches_per_epoch))
+
+
+class RunPlan:
+    """The batches of a run, computed one epoch at a time while they are consumed.
+
+    A list of every batch of a paper-scale run would be built before the first step
+    (every epoch's permutation of every task) and held by every rank; this holds one
+    epoch's order at a time. Iterable more than once (the loader and the loop each walk it).
+    """
+
+    def __init__(self, sampler: TaskSampler, start: int, stop: int):
+        self.sampler, self.start, self.stop = sampler, start, max(start, stop)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[BatchSpec]:
+        return self.sampler.iterate(self.start, self.stop)
 
 
 def shard(indices: tuple[int, ...], rank: int, world_size: int) -> tuple[int, ...]:
