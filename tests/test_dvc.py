@@ -71,5 +71,6 @@ def test_dvc_exp_run_changes_metrics(dvc_repo):
     assert "Running stage 'metrics'" in out and "Running stage 'models'" not in out
     diff = json.loads(_run(dvc_repo, f"{BIN}/dvc", "metrics", "diff", "--json"))
     changed = diff["metrics/tiny-t5/image-single_adapter.json"]
-    assert changed["tasks.vqa.n"] == {"old": 8, "new": 4, "diff": -4}
+    assert changed["seeds.0.tasks.vqa.n"] == {"old": 8, "new": 4, "diff": -4}  # every seed of the run
+    assert changed["seeds.1.tasks.vqa.n"] == {"old": 8, "new": 4, "diff": -4}
     assert planned_jobs(dvc_repo) == {}

@@ -198,3 +198,32 @@ def test_splits_without_labels_get_submissions_in_the_published_format(world, tr
         assert set(line) == set(sample) and {type(v) for v in line.values()} <= {int, str, list}
         assert [set(d) for d in line["descs"]] == [{"desc"}] and isinstance(line["descs"][0]["desc"], str)
     assert (preds / "yc2c.jsonl").read_text() == ""
+
+
+def test_seeds_train_and_evaluate_in_one_process_each(world, tmp_path):
+    """train --seeds: one model per seed (seed-<n>/); the same seed again gives the same
+    bytes; evaluate --seeds: every seed's scores and their mean, predictions per seed."""
+    torch.set_num_threads(1)
+    data = ["--prepared", str(world["prepared"]), "--features", str(world["features"]),
+            "--tokenizer", str(world["tokenizer"]), "--n-video-frames", "8"]
+    common = ["train", "--method", "single_adapter", "--tasks", "tvqa", "--steps", "6", "--batch-size", "8",
+              "--lr", "1e-3", "--checkpoint-every", "0", *data]
+    run, again = tmp_path / "tiny-t5" / "video-single_adapter", tmp_path / "again"
+    assert main([*common, "--out", str(run), "--seeds", "0", "1"]) == 0
+    assert main([*common, "--out", str(again), "--seeds", "1"]) == 0
+    weights = {s: (run / f"seed-{s}" / "adapter.safetensors").read_bytes() for s in (0, 1)}
+    assert weights[0] != weights[1]
+    for name in ("adapter.safetensors", "method.json", "train.json"):  # no timing in the run folder
+        assert (again / "seed-1" / name).read_bytes() == (run / "seed-1" / name).read_bytes()
+    assert [json.loads((run / f"seed-{s}" / "train.json").read_text())["config"]["seed"] for s in (0, 1)] == [0, 1]
+
+    out, preds = tmp_path / "metrics.json", tmp_path / "predictions"
+    assert main(["evaluate", "--model", str(run), "--seeds", "0", "1", "--out", str(out),
+                 "--predictions", str(preds)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["run"] == "video-single_adapter" and set(metrics["seeds"]) == {"0", "1"}
+    per_seed = [metrics["seeds"][s]["scores"]["tvqa"] for s in ("0", "1")]
+    assert metrics["scores"]["tvqa"] == pytest.approx(sum(per_seed) / 2)
+    for s in ("0", "1"):
+        submitted = json.loads((preds / f"seed-{s}" / "tvqa.json").read_text())
+        assert len(submitted) == metrics["seeds"][s]["tasks"]["tvqa"]["n"] > 0

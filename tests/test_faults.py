@@ -23,6 +23,7 @@ from workflow_helpers import copy_workflow, snakemake, snakemake_env
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 RUN = Path("models/tiny-t5/image-single_adapter-nopt")
+MODEL = RUN / "seed-0"  # the run's one seed (faults.yaml): its model and, beside the run, its work folder
 LOG = Path("logs/train/tiny-t5/image-single_adapter-nopt.log")
 
 
@@ -35,7 +36,7 @@ def work(tmp_path_factory):
     config["datasets"] = {"image": ["vqav2"], "video": []}
     config["methods"] = {"image": ["single_adapter"], "video": []}
     config["pretrain"].update(enabled=False, matching={"enabled": False}, video={"enabled": False})
-    config["train"].update(steps=16, checkpoint_every=2, keep_checkpoints=1)
+    config["train"].update(steps=16, checkpoint_every=2, keep_checkpoints=1, seeds=[0])
     (work / "faults.yaml").write_text(yaml.safe_dump(config))
     inputs = ["data/features/coco.toyclip-resnet.h5", "models/tokenizer", "data/prepared/vqav2/train.jsonl"]
     snakemake(work, "--configfile=faults.yaml", *inputs, timeout=600)
@@ -51,24 +52,24 @@ def _start(work: Path, *args: str) -> subprocess.Popen:
 def test_killed_training_job_resumes_from_its_checkpoint_to_the_uninterrupted_weights(work):
     proc = _start(work, str(RUN))
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list_checkpoints(work_dir(work / RUN)) and proc.poll() is None:
+    while time.monotonic() < deadline and not list_checkpoints(work_dir(work / MODEL)) and proc.poll() is None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its job at once, like a lost node
     proc.wait()
-    assert not (work / RUN / "train.json").exists(), "the job finished before it could be killed"
-    killed_at = list_checkpoints(work_dir(work / RUN))
+    assert not (work / MODEL / "train.json").exists(), "the job finished before it could be killed"
+    killed_at = list_checkpoints(work_dir(work / MODEL))
     assert killed_at, "no checkpoint before the kill"
 
     snakemake(work, "--unlock", "--configfile=faults.yaml")
     snakemake(work, "--configfile=faults.yaml", str(RUN))  # the profile reruns incomplete jobs
     log = (work / LOG).read_text()
     assert f"resumed from step {int(killed_at[-1].name.split('-')[1])} of 16" in log
-    resumed = load_file(work / RUN / "adapter.safetensors")
-    assert not work_dir(work / RUN).exists()  # a finished run keeps only its result
+    resumed = load_file(work / MODEL / "adapter.safetensors")
+    assert not work_dir(work / MODEL).exists()  # a finished run keeps only its result
 
     snakemake(work, "--configfile=faults.yaml", f"--forcerun={RUN}", str(RUN))
     assert "resumed from" not in (work / LOG).read_text()
-    uninterrupted = load_file(work / RUN / "adapter.safetensors")
+    uninterrupted = load_file(work / MODEL / "adapter.safetensors")
     assert resumed.keys() == uninterrupted.keys() and len(resumed) > 10
     for name in resumed:
         assert torch.equal(resumed[name], uninterrupted[name]), name
@@ -79,7 +80,7 @@ def test_a_second_writer_is_refused_with_a_clear_message(work):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from vladapter.train.workdir import "
          "run_lock; lock = run_lock(Path(sys.argv[1])); lock.__enter__(); print('locked', flush=True); "
-         "time.sleep(120)", str(work_dir(work / RUN))],
+         "time.sleep(120)", str(work_dir(work / MODEL))],
         stdout=subprocess.PIPE, text=True, env=snakemake_env())
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -90,5 +91,5 @@ def test_a_second_writer_is_refused_with_a_clear_message(work):
     finally:
         holder.kill()
         holder.wait()
-    with run_lock(work_dir(work / RUN)):  # the lock died with its holder
+    with run_lock(work_dir(work / MODEL)):  # the lock died with its holder
         pass

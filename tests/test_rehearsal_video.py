@@ -158,8 +158,8 @@ def test_rehearsal_video_paper_config_from_released_layouts(tmp_path, hf_home, m
         metrics = json.loads(path.read_text())
         assert metrics["split"] == "val" and set(metrics["scores"]) == {"tvqa", "how2qa", "tvc", "yc2c"}
         assert metrics["submission_only"] == []
-        test = work / "predictions" / lm / path.stem / "test"
-        assert set(metrics["submissions"]["test"]) == {"tvqa", "how2qa", "tvc", "yc2c"}
+        test = work / "predictions" / lm / path.stem / "seed-0" / "test"  # the config's one seed
+        assert set(metrics["seeds"]["0"]["submissions"]["test"]) == {"tvqa", "how2qa", "tvc", "yc2c"}
         tvqa = json.loads((test / "tvqa.json").read_text())  # {qid: answer index}, the label-less test
         assert sorted(tvqa) == facts["tvqa_qids"][:len(tvqa)] and len(tvqa) == min(2, len(facts["tvqa_qids"]))
         assert all(0 <= v < 5 for v in tvqa.values())

@@ -89,6 +89,10 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     assert train["image-single_adapter"]["init"] == "models/pretrain/tiny-t5"
     assert train["image-single_adapter-nopt"]["init"] is None
     assert train["video-single_lora"]["tasks"] == ["tvqa", "how2qa", "tvc", "yc2c"]
+    # every seed of a run in one training job and one evaluation job
+    assert all(s["seeds"] == [0, 1, 2] for s in train.values())
+    assert any(c.startswith("vladapter evaluate ") and "--model models/tiny-t5/image-single_lora " in c
+               and "--seeds 0 1 2 " in c for c in commands)
     # video runs start from the video-pre-trained backbone, which continues the image one
     assert train["video-single_adapter"]["init"] == "models/pretrain-video/tiny-t5"
     pretrain = _settings_by_out(commands, "pretrain")
@@ -98,6 +102,32 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     assert any(c.startswith("exec vladapter pretrain --matching --resume ") and "models/pretrain-matching/tiny-t5" in c
                for c in commands)
     assert pretrain["models/pretrain/tiny-t5"]["init"] == "models/pretrain-matching/tiny-t5"
+
+
+def test_runs_take_their_seeds_from_train_seeds_with_the_video_override():
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["train"].update(seeds=[3, 1], seed=7)
+    config["train"]["video"]["seeds"] = [5]
+    assert {r.name: r.seeds for r in experiments.runs(config)} == {
+        "image-full_finetuning": (3, 1), "image-single_adapter": (3, 1), "video-single_adapter": (5,)}
+    del config["train"]["seeds"], config["train"]["video"]["seeds"]  # no list: the one train.seed
+    assert {r.seeds for r in experiments.runs(config)} == {(7,)}
+    run = experiments.runs(config)[0]
+    assert run.seed_dir(7) == "models/tiny-t5/image-full_finetuning/seed-7"
+    settings = experiments.job_settings(config, "train", lm="tiny-t5", modality="image", method=run.method,
+                                        tasks=["vqa"], tokenizer="models/tokenizer")
+    assert settings["seeds"] == [7]  # what the job receives, and what retrains the run when it changes
+    assert "seeds" not in experiments.job_settings(config, "pretrain", lm="tiny-t5", tasks=["pretrain"])
+
+
+def test_full_toy_config_is_the_default_with_every_preset():
+    from vladapter.petl.registry import PRESETS
+
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    full = yaml.safe_load((REPO / "config" / "toy-full.yaml").read_text())
+    assert full["methods"]["image"] == list(PRESETS)
+    assert {**full, "methods": None} == {**default, "methods": None}
+    assert set(default["methods"]["image"]) < set(PRESETS) and default["train"]["seeds"] == [0, 1, 2]
 
 
 def test_dvc_yaml_is_generated_from_the_workflow():
@@ -126,17 +156,19 @@ def test_smoke_workflow_produces_table_plots_and_metrics(smoke_workflow):
         metrics = json.loads((work / run.metrics_path).read_text())
         tasks = experiments.tasks(SMOKE, run.modality)
         assert set(metrics["scores"]) == set(tasks)
+        assert set(metrics["seeds"]) == {str(s) for s in SMOKE["train"]["seeds"]}  # each seed's, one job
         assert 0 < metrics["params"]["percent"] <= 100
     rows = list(csv.DictReader(io.StringIO((work / "results" / "scores.csv").read_text())))
     assert len(rows) == len(runs) + 2  # + a majority row per modality
     table = (work / "results" / "table.md").read_text()
     assert table.count("majority answer (baseline)") == 2 and "| single adapter |" in table
+    assert " ± " in table and "pairs of runs with several seeds" in table
     for png in ("params_vs_score.png", "curves.png"):
         assert (work / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # every job logged and benchmarked
     assert (work / "logs" / "benchmarks" / "train" / "tiny-t5" / "image-single_adapter.tsv").exists()
     # the video run started from the video pre-training stage (on tvqa: smoke has no captions)
-    video = json.loads((work / "models" / "tiny-t5" / "video-single_adapter" / "train.json").read_text())
+    video = json.loads((work / "models" / "tiny-t5" / "video-single_adapter" / "seed-0" / "train.json").read_text())
     assert video["config"]["init"] == "models/pretrain-video/tiny-t5"
     image = json.loads((work / "models" / "pretrain" / "tiny-t5" / "pretrain.json").read_text())
     assert image["config"]["init"] == "models/pretrain-matching/tiny-t5"
@@ -187,3 +219,21 @@ def test_multi_gpu_training_runs_under_torchrun(tmp_path):
                          for t in train)
     assert "gpu=4" in out  # the resource the SLURM executor turns into --gpus
     assert re.search(r"vladapter evaluate .*--device cuda", out)
+
+
+def test_stage_times_sums_the_job_benchmarks_per_stage(tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for name, wall, cpu in (("toyworld.tsv", 10.0, 8.0), ("train/tiny-t5/image-a.tsv", 30.0, 20.0),
+                            ("train/tiny-t5/image-b.tsv", 50.0, 40.0), ("report.tsv", 5.0, "NA")):
+        path = tmp_path / "benchmarks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{wall}\t0:00:10\t1\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+    proc = subprocess.run([sys.executable, "workflow/scripts/stage_times.py", "--logs", str(tmp_path / "benchmarks")],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[2:] == ["| train | 2 | 80.0 | 60.0 | 30.0 | 88 % |", "| toyworld | 1 | 10.0 | 8.0 | 8.0 | 12 % |",
+                         "| report | 1 | 5.0 | 0.0 | 0.0 | 0 % |", "| all | 4 | 95.0 | 68.0 | | 100 % |"]
+    empty = subprocess.run([sys.executable, "workflow/scripts/stage_times.py", "--logs", str(tmp_path / "none")],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "run the workflow first" in empty.stderr

@@ -7,7 +7,8 @@ and by `vladapter report`. A run trains one PETL preset on all tasks of one moda
                                                  image-full_finetuning-nopt
 ``-nopt`` marks the runs of the pre-training comparison that start from the backbone
 without VL pre-training; with ``pretrain.enabled`` every other run starts from
-``models/pretrain/<lm>``.
+``models/pretrain/<lm>``. A run is trained once per seed of ``train.seeds`` (one process,
+``<model_dir>/seed-<n>/`` each) and evaluated likewise; the report gives mean ± sd.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Run:
     modality: str    # image | video
     method: str      # PETL preset name
     pretrained: bool  # starts from the VL-pre-trained backbone
+    seeds: tuple[int, ...] = (0,)  # trained once per seed
 
     @property
     def name(self) -> str:
@@ -51,11 +53,20 @@ class Run:
 
     @property
     def model_dir(self) -> str:
+        """The run's folder: one trained model per seed in it (:meth:`seed_dir`)."""
         return f"models/{self.lm}/{self.name}"
+
+    def seed_dir(self, seed: int) -> str:
+        return seed_dir(self.model_dir, seed)
 
     @property
     def metrics_path(self) -> str:
         return f"metrics/{self.lm}/{self.name}.json"
+
+
+def seed_dir(run_dir: str, seed: int) -> str:
+    """Where the model (or predictions) of one seed of a run lives."""
+    return f"{run_dir}/seed-{seed}"
 
 
 def runs(config: Mapping[str, Any]) -> list[Run]:
@@ -65,11 +76,21 @@ def runs(config: Mapping[str, Any]) -> list[Run]:
     for lm in map(name_key, config["lms"]):
         for modality in MODALITIES:
             if config["datasets"][modality]:
-                out += [Run(lm, modality, m, pretrain) for m in config["methods"][modality]]
+                out += [Run(lm, modality, m, pretrain, seeds(config, modality)) for m in config["methods"][modality]]
         if pretrain:
             modality = "image" if config["datasets"]["image"] else "video"
-            out += [Run(lm, modality, m, False) for m in config["pretrain"].get("compare", [])]
+            out += [Run(lm, modality, m, False, seeds(config, modality)) for m in config["pretrain"].get("compare", [])]
     return out
+
+
+def seeds(config: Mapping[str, Any], modality: str) -> tuple[int, ...]:
+    """The seeds a modality's runs are trained with: ``train.seeds`` (``train.video.seeds``
+    for video runs), else the one ``train.seed``."""
+    section = config["train"]
+    value = section.get("seeds") or [section.get("seed", 0)]
+    if modality == "video":
+        value = (section.get("video") or {}).get("seeds") or value
+    return tuple(int(s) for s in value)
 
 
 def tasks(config: Mapping[str, Any], modality: str) -> list[str]:
@@ -128,8 +149,11 @@ def job_settings(config: Mapping[str, Any], stage: str, *, lm: str | None = None
         "prepared": "data/prepared", "features": "data/features", "backbone": name_key(config["backbone"][modality]),
         "n_image_tokens": features["n_image_tokens"], "n_video_frames": features["n_video_frames"],
     }
-    cls = TrainConfig if section == "train" else PretrainConfig
-    return settings_of(resolve_section(config[section], section, cls, given, stage=sub, where="config"))
+    if section == "train":
+        given["seeds"] = list(seeds(config, modality))  # always a list: one folder per seed
+        return settings_of(resolve_section(config[section], section, TrainConfig, given, where="config"))
+    resolved = settings_of(resolve_section(config[section], section, PretrainConfig, given, stage=sub, where="config"))
+    return {k: v for k, v in resolved.items() if k != "seeds"}  # one backbone: no seeds of runs
 
 
 def check_per_job_keys(config: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ rule evaluate:
     params:
         settings=settings("evaluate"),
         device=device(),
+        seeds=lambda w: list(run_of(w).seeds),  # each seed's model, in one process
     log:
         "logs/evaluate/{lm}/{run}.log",
     benchmark:
@@ -21,7 +22,7 @@ rule evaluate:
         ENV
     shell:
         "vladapter evaluate --settings {params.settings:q} --model {input.model:q} --out {output.metrics:q}"
-        " --predictions {output.predictions:q} --device {params.device:q} > {log:q} 2>&1"
+        " --predictions {output.predictions:q} --device {params.device:q} --seeds {params.seeds:q} > {log:q} 2>&1"
 
 
 rule majority:

@@ -110,8 +110,13 @@ def build(configfile: str = CONFIG, workdir: Path = Path(".")) -> dict:
             entry["plots"] = [{o: {"cache": False, "persist": True}} for o in figures]
         doc["stages"][stage] = entry
         if stage == "models":
-            plots += [f"{o}/dvclive/plots/metrics/train/loss.tsv" for o in outs
-                      if o.count("/") == 2 and not o.startswith(("models/pretrain/", "models/tokenizer", "models/toyclip"))]
+            # a run's folder holds one model per seed (seed-<n>/), each with its curve
+            from vladapter import experiments
+
+            seeds = {r.model_dir: r.seeds for r in experiments.runs(yaml.safe_load(Path(configfile).read_text()))}
+            folders = [experiments.seed_dir(o, s) if o in seeds else o for o in outs for s in seeds.get(o, [None])]
+            plots += [f"{o}/dvclive/plots/metrics/train/loss.tsv" for o in folders
+                      if o.count("/") >= 2 and not o.startswith(("models/pretrain/", "models/tokenizer", "models/toyclip"))]
     if plots:
         # training curves of every run: `dvc plots show` / `dvc plots diff`
         doc["plots"] = [{p: {"x": "step", "y": "loss"}} for p in plots]

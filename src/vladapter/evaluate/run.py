@@ -19,12 +19,18 @@ public TVQA / TVC test sets) or that is empty is *submission-only*: no metric, l
 ``submission_only``, left out of ``scores`` and the average. ``evaluate.submit`` names
 further splits that are only predicted, into <predictions>/<split>/.
 --majority scores the train-majority answer of each task with the same metrics.
+
+With --seeds, --model holds one trained model per seed (seed-<n>/, `vladapter train
+--seeds`): each is scored in this process, predictions go to <predictions>/seed-<n>/, and
+the metrics JSON holds every seed's {"tasks", "scores", "average"} under "seeds" and
+their means as "scores" and "average" (the report adds the spread).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from statistics import mean
 
 from vladapter.data.records import DATASET_TASK
 from vladapter.errors import ConfigError
@@ -43,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", nargs="+",
                         help="datasets of the majority baseline, e.g. vqav2,gqa,nlvr2,coco (default: all)")
     parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help="score the model of each seed in --model/seed-<n> (vladapter train --seeds)")
     add_config_flags(parser, EvaluateConfig)
 
 
@@ -62,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         run_name, lm_name = model_dir.name, model_dir.parent.name
         out = Path(args.out or f"metrics/{lm_name}/{run_name}.json")
         predictions = Path(args.predictions or f"predictions/{lm_name}/{run_name}")
-        metrics = evaluate_run(model_dir, cfg, out, predictions, device=args.device)
+        metrics = evaluate_run(model_dir, cfg, out, predictions, device=args.device, seeds=args.seeds)
     for task, score in metrics["scores"].items():
         print(f"{task:>8}: {score:7.2f}")
     for task in metrics["submission_only"]:
@@ -83,38 +91,66 @@ def _with_run_defaults(cfg: EvaluateConfig, train_cfg: dict) -> EvaluateConfig:
 
 
 def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, predictions_dir: str | Path,
-                 device: str | None = None) -> dict:
+                 device: str | None = None, seeds: list[int] | None = None) -> dict:
     """Predict ``cfg.split`` (and every ``cfg.submit`` split) with the trained run in
     ``model_dir``; writes each task's submission file, then the metrics of the tasks whose
-    split has labels (the others are listed as submission-only)."""
+    split has labels (the others are listed as submission-only). With ``seeds``: the model
+    of each seed (``model_dir/seed-<n>``, predictions in ``predictions_dir/seed-<n>``), each
+    seed's metrics under "seeds" and their means as "scores" and "average"."""
     import torch
 
-    from vladapter.train.config import task_options
-    from vladapter.train.data import Features, load_task_data
-    from vladapter.train.model import load_run_tokenizer, load_trained
+    from vladapter.experiments import seed_dir
+    from vladapter.train.model import load_trained
     from vladapter.utils.io import ensure_writable, write_json
-
-    from vladapter.evaluate.predict import predict
 
     # generating takes long: a folder that cannot be written must stop us before, not after
     ensure_writable(Path(out).parent)
     ensure_writable(predictions_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, info = load_trained(model_dir, dev)
+    folders = {None: str(model_dir)} if seeds is None else {s: seed_dir(str(model_dir), s) for s in seeds}
+    per_seed = {}
+    for seed, folder in folders.items():
+        model, info = load_trained(folder, dev)
+        predictions = Path(predictions_dir if seed is None else seed_dir(str(predictions_dir), seed))
+        per_seed[seed] = _evaluate_model(model, info, _with_run_defaults(cfg, info["config"]), predictions, dev,
+                                         "" if seed is None else f", seed {seed}")
     train_cfg = info["config"]
-    cfg = _with_run_defaults(cfg, train_cfg)
+    metrics = {"run": Path(model_dir).name, "lm": train_cfg["lm"], "method": train_cfg["method"],
+               "split": cfg.split, "params": info.get("params")}
+    if seeds is None:
+        metrics.update(per_seed[None])
+    else:
+        first = per_seed[seeds[0]]  # every seed has the same tasks and splits
+        scores = {t: mean(m["scores"][t] for m in per_seed.values()) for t in first["scores"]}
+        average = None if first["average"] is None else mean(m["average"] for m in per_seed.values())
+        metrics.update(seeds={str(s): m for s, m in per_seed.items()}, scores=scores, average=average,
+                       submission_only=first["submission_only"])
+    write_json(out, metrics)
+    return metrics
+
+
+def _evaluate_model(model, info: dict, cfg: EvaluateConfig, predictions_dir: Path, dev, label: str = "") -> dict:
+    """One trained model's submissions (written) and metrics (returned: tasks, scores,
+    average, submission_only, submissions)."""
+    from vladapter.train.config import task_options
+    from vladapter.train.data import Features, load_task_data
+    from vladapter.train.model import load_run_tokenizer
+
+    from vladapter.evaluate.predict import predict
+
+    train_cfg = info["config"]
     tokenizer = load_run_tokenizer(cfg.tokenizer, train_cfg["lm"])
     features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
     options = {**task_options(train_cfg), "vqa_evaluator": cfg.vqa_evaluator}
     per_task, submissions, data = {}, {}, {}
     for split in dict.fromkeys([cfg.split, *cfg.submit]):
         scored = split == cfg.split
-        folder = Path(predictions_dir) if scored else Path(predictions_dir) / split
+        folder = predictions_dir if scored else predictions_dir / split
         split_data = load_task_data(cfg.prepared, cfg.tasks, split, cfg.max_examples, options, allow_empty=True)
         for name, td in split_data.items():
             preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
                             batch_size=cfg.batch_size, num_beams=cfg.num_beams,
-                            max_new_tokens=cfg.max_new_tokens, device=dev, desc=f"evaluate {name} ({split})",
+                            max_new_tokens=cfg.max_new_tokens, device=dev, desc=f"evaluate {name} ({split}{label})",
                             precision=cfg.precision)
             # the submission first: a split without labels still yields the leaderboard file
             path = td.task.write_submission(folder / name, preds, td.records)
@@ -123,11 +159,7 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
                 per_task[name] = score_task(td, preds)
         if scored:
             data = split_data
-    metrics = _summary(per_task, data)
-    metrics = {"run": Path(model_dir).name, "lm": train_cfg["lm"], "method": train_cfg["method"],
-               "split": cfg.split, "params": info.get("params"), **metrics, "submissions": submissions}
-    write_json(out, metrics)
-    return metrics
+    return {**_summary(per_task, data), "submissions": submissions}
 
 
 def score_task(td, predictions: list[str]) -> dict:

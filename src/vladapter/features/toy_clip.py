@@ -151,7 +151,7 @@ def train_toy_clip(pixels: np.ndarray, captions: list[list[str]], output: str | 
     ``build_model``) on (image, random one of its captions) batches; save it to ``output``.
 
     Returns the training log (losses, in-batch retrieval accuracy, seconds), also written as
-    ``train_log.json`` beside the weights. The folder is written under a temporary name and
+    ``train_log.json`` beside the weights (without the seconds: the same run, the same bytes). The folder is written under a temporary name and
     renamed, so ``output`` holds either the old or the complete new model.
     """
     import torch
@@ -194,7 +194,7 @@ def train_toy_clip(pixels: np.ndarray, captions: list[list[str]], output: str | 
             log["acc"].append([step, round(acc, 4)])
             bar.set_postfix(loss=f"{out.loss.item():.3f}", acc=f"{acc:.2f}")
     log["seconds"] = round(time.perf_counter() - start, 1)
-    save_model(model, vocab, output, log)
+    save_model(model, vocab, output, {k: v for k, v in log.items() if k != "seconds"})  # same bytes each time
     return log
 
 

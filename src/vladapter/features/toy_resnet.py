@@ -130,11 +130,11 @@ class ToyResNetClip(nn.Module):
         return SimpleNamespace(loss=loss, logits_per_image=logits)
 
     def save(self, folder: Path) -> None:
-        from safetensors.torch import save_file
+        from vladapter.utils.io import save_safetensors
 
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, folder / "model.safetensors", metadata={"format": "pt", "architecture": ARCHITECTURE})
+        save_safetensors(state, folder / "model.safetensors", metadata={"format": "pt", "architecture": ARCHITECTURE})
         (folder / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=1))
 
 

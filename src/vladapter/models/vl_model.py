@@ -214,13 +214,11 @@ class VLModel(nn.Module):
     # --- whole-model checkpoints ---------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` (every parameter) + ``vl_config.json``, atomically."""
-        from safetensors.torch import save_model
-
-        from vladapter.utils.io import atomic_dir
+        from vladapter.utils.io import atomic_dir, save_model_safetensors
 
         config = {**self.vl_config, "hf_config": self.lm.config.to_dict()}
         with atomic_dir(directory) as tmp:
-            save_model(self, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+            save_model_safetensors(self, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
     @classmethod

@@ -25,9 +25,7 @@ MODEL_KEYS = ("lm", "family", "feat_dim", "text_vocab", "n_vis_extra")
 
 def save(model: nn.Module, path: str | Path) -> Path:
     """Write the trained parameters of ``model`` to ``path`` (+ ``method.json`` beside it)."""
-    from safetensors.torch import save_file
-
-    from vladapter.utils.io import atomic_path, write_json
+    from vladapter.utils.io import save_safetensors, write_json
 
     method = getattr(model, "petl_method", None)
     if method is None:
@@ -36,8 +34,7 @@ def save(model: nn.Module, path: str | Path) -> Path:
     path = Path(path)
     tensors = {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
     header = {"method": json.dumps(method), "model": json.dumps(model.vl_config), "format": "pt"}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    save_safetensors(tensors, path, metadata=header)
     n = count(model)
     write_json(path.parent / METHOD_FILE, {**method, "model": model.vl_config, "weights": path.name,
                                            "trainable": n.trainable, "total": n.total})

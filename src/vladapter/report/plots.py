@@ -1,5 +1,5 @@
 """Figures of the report: average score vs trained parameters (the paper's Figure 1) and
-training curves from the dvclive logs of each run."""
+training curves from the dvclive logs of each run (its first seed)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def _panels(config: Mapping[str, Any], rows: list[Row]) -> list[tuple[str, str]]
 
 
 def params_vs_score(config: Mapping[str, Any], rows: list[Row], out: str | Path) -> None:
-    """One panel per (modality, LM): each run at (% trained parameters, average score)."""
+    """One panel per (modality, LM): each run at (% trained parameters, average score), with
+    an error bar of ± the sample standard deviation over its seeds (none for one seed)."""
     panels = _panels(config, rows)
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6.5 * max(len(panels), 1), 5), squeeze=False)
     for ax, (modality, lm) in zip(axes[0], panels):
@@ -36,14 +37,15 @@ def params_vs_score(config: Mapping[str, Any], rows: list[Row], out: str | Path)
             continue
         for r in (r for r in rows if (r.modality, r.lm) == (modality, lm) and r.percent):
             marker = "o" if r.pretrained in (True, None) else "s"
-            ax.scatter(r.percent, r.average(tasks), marker=marker, s=40)
+            sd = r.average_sd(tasks)
+            ax.errorbar(r.percent, r.average(tasks), yerr=sd, fmt=marker, markersize=6, capsize=3)
             ax.annotate(r.label, (r.percent, r.average(tasks)), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         for r in (r for r in rows if r.modality == modality and r.method == "majority"):
             ax.axhline(r.average(tasks), linestyle="--", color="grey", label=r.label)
         ax.set_xscale("log")
         ax.set_xlabel("trained parameters (% of the VL model, log scale)")
-        ax.set_ylabel(f"average score over {', '.join(tasks)}")
+        ax.set_ylabel(f"average score over {', '.join(tasks)} (mean ± sd over seeds)")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=8)
@@ -75,7 +77,8 @@ def training_curves(config: Mapping[str, Any], rows: list[Row], out: str | Path,
         for run in experiments.runs(config):
             if (run.modality, run.lm) != (modality, lm):
                 continue
-            path = root / run.model_dir / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv"
+            # the first seed's: one curve per run keeps the figure readable
+            path = root / run.seed_dir(run.seeds[0]) / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv"
             if path.exists():
                 steps, values = read_curve(path)
                 ax.plot(steps, values, label=run.name.split("-", 1)[1], linewidth=1,

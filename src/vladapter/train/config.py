@@ -56,6 +56,7 @@ class TrainConfig:
     grad_clip:        gradient-norm clipping (0 = off)
     dropout:          dropout probability of the backbone (null = the model config's)
     seed:             seed of initialisation, data order and sampled targets
+    seeds:            train the run once per seed, in one process, into <out>/seed-<n> (null: once, with seed, into <out>)
     num_workers:      DataLoader worker processes
     checkpoint_every: write a resumable checkpoint every this many steps (0 = only at the end)
     keep_checkpoints: how many step checkpoints to keep
@@ -96,6 +97,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     dropout: float | None = None
     seed: int = 0
+    seeds: list[int] | None = None
     num_workers: int = 0
     checkpoint_every: int = 200
     keep_checkpoints: int = 1
@@ -136,6 +138,13 @@ class TrainConfig:
             raise ConfigError("train.tasks is empty")
         check_tasks(self.tasks, "train.tasks", allowed=("pretrain",))
         check_n_image_tokens(self.n_image_tokens, "train.n_image_tokens")
+        if self.seeds is not None:
+            try:
+                self.seeds = [int(s) for s in self.seeds]
+            except (TypeError, ValueError):
+                raise ConfigError(f"train.seeds must be a list of integers, got {self.seeds!r}") from None
+            if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+                raise ConfigError(f"train.seeds must list distinct seeds, got {self.seeds!r}")
         if self.qa_target not in QA_TARGETS:
             raise ConfigError(f"train.qa_target must be {' or '.join(QA_TARGETS)}, got {self.qa_target!r}")
         self.learning_rate()

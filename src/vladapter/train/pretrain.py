@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the matching stage: image-text matching alone (objectives [itm], or [itm, pair]) "
                              "with the section's `matching` keys over the others "
                              "(default out: models/pretrain-matching/<lm>)")
-    add_config_flags(parser, PretrainConfig, skip=("method",))
+    add_config_flags(parser, PretrainConfig, skip=("method", "seeds"))  # one backbone: no seeds of runs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,7 +131,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
             if dist.is_main:
                 _save_backbone(model, out)
                 workdir.publish_log(work, out)
-                write_json(out / INFO_FILE, info)  # last: its presence marks a finished backbone
+                # last: its presence marks a finished backbone. The timing goes to the log: the
+                # same settings give the same bytes (DVC)
+                write_json(out / INFO_FILE, {k: v for k, v in info.items() if k not in ("seconds", "finished")})
+                print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {info['finished']}")
                 workdir.discard(work)
         return info
     finally:

@@ -12,6 +12,9 @@ While it runs, its state is in the work folder beside it (vladapter.train.workdi
 checkpoints (``checkpoints/step-N/``) and the log so far; the run folder appears when the
 run has finished. Run it under `torchrun` for DDP (gloo on CPU, NCCL on GPU).
 --resume continues a killed run from its last checkpoint to the same final weights.
+
+With --seeds (train.seeds) the run is trained once per seed into <out>/seed-<n>/, one
+after the other in this process (Python, torch and transformers start once).
 """
 
 from __future__ import annotations
@@ -38,9 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from vladapter.experiments import seed_dir
+
     cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig), settings=args.settings)
     out = Path(args.out or Path("models") / name_key(cfg.lm) / cfg.method)
-    train(cfg, out, resume=args.resume)
+    if cfg.seeds is None:
+        train(cfg, out, resume=args.resume)
+    for seed in cfg.seeds or []:
+        print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
+        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume)
     return 0
 
 
@@ -103,7 +114,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str 
                 out.mkdir(parents=True, exist_ok=True)
                 workdir.publish_log(work, out)
                 petl.save(model, out / ADAPTER_FILE)
-                write_json(out / TRAIN_INFO, info)  # last: its presence marks a finished run
+                # last: its presence marks a finished run. Without the timing (printed to the log
+                # instead): the same settings give the same bytes, so DVC sees no change
+                write_json(out / TRAIN_INFO, {k: v for k, v in info.items() if k not in ("seconds", "finished")})
+                print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {info['finished']}")
                 workdir.discard(work)
         return info
     finally:

@@ -20,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -38,8 +39,13 @@ RUNTIME_KEYS = ("num_workers", "checkpoint_every", "keep_checkpoints", "log_ever
 
 
 def work_dir(out: str | Path) -> Path:
-    """The work folder of the run folder ``out``: a hidden sibling, on the same file system."""
+    """The work folder of the run folder ``out``: a hidden sibling, on the same file system.
+    A seed's folder (``<run>/seed-<n>``, vladapter.experiments.seed_dir) lies inside the
+    run folder, which Snakemake deletes before the job: its work folder is the run
+    folder's sibling ``.<run>.seed-<n>.partial``."""
     out = Path(out)
+    if re.fullmatch(r"seed-\d+", out.name):
+        return out.parent.parent / f".{out.parent.name}.{out.name}{WORK_SUFFIX}"
     return out.parent / f".{out.name}{WORK_SUFFIX}"
 
 

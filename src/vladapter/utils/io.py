@@ -153,6 +153,45 @@ def read_utf8(path: str | os.PathLike) -> str:
                         record=f"line {line}", fix=NOT_UTF8_FIX) from None
 
 
+def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` (name -> torch tensor) and ``metadata`` to ``path`` as safetensors,
+    atomically; the same tensors and metadata always give the same bytes."""
+    from safetensors.torch import save_file
+
+    _write_safetensors(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def save_model_safetensors(model, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_model`` (tied weights stored once, named in the metadata) to
+    ``path``, atomically; the same parameters and metadata always give the same bytes."""
+    from safetensors.torch import save_model
+
+    _write_safetensors(path, lambda tmp: save_model(model, str(tmp), metadata=metadata))
+
+
+def _write_safetensors(path: str | os.PathLike, write) -> None:
+    """Let ``write(tmp)`` write a safetensors file, then publish it at ``path`` with the
+    header's metadata sorted. safetensors writes the metadata in hash-map order, which
+    varies from call to call: without this DVC would see a change after every identical
+    retrain."""
+    import shutil
+
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        unsorted = tmp.with_name(tmp.name + ".unsorted")
+        try:
+            write(unsorted)
+            with open(unsorted, "rb") as src, open(tmp, "wb") as dst:
+                header = json.loads(src.read(int.from_bytes(src.read(8), "little")))
+                if "__metadata__" in header:  # first, as safetensors writes it
+                    header = {"__metadata__": dict(sorted(header.pop("__metadata__").items())), **header}
+                text = json.dumps(header, separators=(",", ":")).encode()
+                text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes
+                dst.write(len(text).to_bytes(8, "little") + text)
+                shutil.copyfileobj(src, dst)  # the tensor data, unchanged
+        finally:
+            unsorted.unlink(missing_ok=True)
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Yield the objects of a JSON-lines file; a bad line raises DataError naming it."""
     from vladapter.errors import DataError
