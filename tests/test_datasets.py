@@ -4,6 +4,7 @@ beside it, the schema's enums checked against the code, and the traps of adding 
 from __future__ import annotations
 
 import dataclasses
+import re
 from contextlib import contextmanager
 
 import pytest
@@ -55,9 +56,11 @@ def test_the_schema_enums_are_the_code_s():
     for modality in experiments.MODALITIES:
         assert props["datasets"]["properties"][modality]["items"]["enum"] == list(D.datasets_of(modality))
     assert SCHEMA["$defs"]["preset"]["enum"] == list(petl.PRESETS)
-    lms = props["lms"]["items"]["enum"]
-    assert all(lm in available_lms() or lm in ALIASES for lm in lms)
-    assert set(available_lms()) <= {ALIASES.get(lm, lm) for lm in lms}
+    # lms: any checkpoint name or folder (checked when resolved), so no enum; every built-in
+    # name and alias the code knows must pass the schema's pattern
+    pattern = re.compile(props["lms"]["items"]["pattern"])
+    assert "enum" not in props["lms"]["items"]
+    assert all(pattern.search(lm) for lm in [*available_lms(), *ALIASES])
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(props["train"]["properties"]) == fields
     assert set(props["pretrain"]["properties"]) == {f.name for f in dataclasses.fields(PretrainConfig)}

@@ -178,9 +178,10 @@ def test_a_file_without_a_pinned_sha256_is_not_taken_as_verified(server, tmp_pat
 
 
 @pytest.mark.slow
-def test_a_failed_download_job_leaves_the_users_linked_folder_alone(tmp_path):
-    """Under Snakemake: the download job fails (the user's folder lacks files; no network is
-    touched), Snakemake removes the failed job's output, and the link and its files stay."""
+def test_a_failed_job_on_the_users_linked_folder_leaves_it_alone(tmp_path):
+    """Under Snakemake: a dataset folder the user linked in is read where it lies, never
+    downloaded into; the job that reads it fails (the folder lacks files, no network is
+    touched), Snakemake cleans the failed job's outputs, and the link and its files stay."""
     from workflow_helpers import copy_workflow, snakemake
 
     work = copy_workflow(tmp_path)
@@ -189,8 +190,9 @@ def test_a_failed_download_job_leaves_the_users_linked_folder_alone(tmp_path):
     (mine / "dev.json").write_text("{}\n")
     (work / "data" / "raw").mkdir(parents=True)
     (work / "data" / "raw" / "nlvr2").symlink_to(mine)
-    proc = snakemake(work, "--configfile=config/paper-image.yaml", "data/raw/nlvr2.download.json", check=False)
+    proc = snakemake(work, "--configfile=config/paper-image.yaml", "data/prepared/nlvr2/summary.json", check=False)
     assert proc.returncode != 0
-    assert "your own folder" in (work / "logs" / "download" / "nlvr2.log").read_text()
+    assert "nlvr2" in (work / "logs" / "prepare" / "nlvr2.log").read_text()
+    assert not (work / "logs" / "download").exists()  # no download job was planned for it
     assert (work / "data" / "raw" / "nlvr2").is_symlink() and sorted(p.name for p in mine.iterdir()) == ["dev.json"]
     assert not (work / "data" / "raw" / "nlvr2.download.json").exists()
