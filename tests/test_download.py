@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 import zipfile
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -51,16 +52,25 @@ class RangeHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+@contextmanager
+def serve(handler: type[BaseHTTPRequestHandler], **state):
+    """A local HTTP server on a free port (port 0), ``state`` as its attributes, ``url`` set."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in state.items():
+        setattr(httpd, name, value)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture()
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    httpd.files, httpd.drop_after, httpd.requests = {}, {}, []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(RangeHandler, files={}, drop_after={}, requests=[]) as httpd:
+        yield httpd
 
 
 def sha(data: bytes) -> str:

@@ -4,19 +4,18 @@ user's own folder behind a link, a file without a pinned sha256."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from test_download import serve, sha
 from vladapter.data.download import download
 from vladapter.data.registry import RemoteFile
 from vladapter.errors import ChecksumError, DataError
@@ -61,17 +60,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # port 0: a free port
-    httpd.files, httpd.requests, httpd.slow, httpd.no_length, httpd.cut_always = {}, [], 0.0, {}, False
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    with serve(Handler, files={}, requests=[], slow=0.0, no_length={}, cut_always=False) as httpd:
+        yield httpd
 
 
 def cli(*args: str) -> list[str]:

@@ -10,13 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 import yaml
-from safetensors.torch import load_file
 
 import vl_world
+from test_ddp import assert_same_training
 from test_slurm import slurm_cluster  # noqa: F401  (the fixture: a real single-node cluster)
 from vladapter.train.launch import multinode
 from workflow_helpers import copy_workflow, snakemake_env
@@ -85,15 +83,4 @@ def test_c10d_launch_line_in_a_real_slurm_job_equals_one_process(slurm_cluster, 
     # the rendezvous address came from the allocation (its node, a free port there), the id from the job
     assert re.search(rf"--rdzv-backend=c10d --rdzv-endpoint=localhost:\d+ --rdzv-id={job} ", log), log[-2000:]
 
-    norms = [read_tsv(run / "dvclive" / "plots" / "metrics" / "train" / "grad_norm.tsv") for run in (single, double)]
-    assert len(norms[0]) == 6
-    np.testing.assert_allclose(norms[1], norms[0], rtol=1e-5)
-    a, b = load_file(single / "adapter.safetensors"), load_file(double / "adapter.safetensors")
-    assert a.keys() == b.keys() and len(a) > 10
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5, msg=k)
-
-
-def read_tsv(path: Path) -> list[float]:
-    rows = path.read_text().split("\n")[1:]
-    return [float(r.split("\t")[-1]) for r in rows if r.strip()]
+    assert_same_training(single, double, steps=6)
