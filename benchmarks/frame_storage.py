@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,7 +71,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    size = 224 if args.arch == "vit-b32" else 64
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

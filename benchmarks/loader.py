@@ -73,7 +73,9 @@ def loader_throughput(root: Path, tokenizer, workers: int, batch_size: int, n_ba
     """Batches/s of the trainer's DataLoader over ``n_batches`` (after the first one)."""
     import torch
 
-    from vladapter.train.data import BatchBuilder, Features, load_task_data
+    from vladapter.core.inputs import Features, load_task_data
+
+    from vladapter.train.data import BatchBuilder
     from vladapter.train.loop import task_batch_sizes
     from vladapter.train.sampler import TaskSampler
 

@@ -90,7 +90,7 @@ def trained(world, tmp_path_factory):
     """A few steps of training on the tiny world: a run folder evaluate can load (seconds)."""
     import torch
 
-    from vladapter.train.config import TrainConfig
+    from vladapter.core.config import TrainConfig
     from vladapter.train.run import train
 
     torch.set_num_threads(1)

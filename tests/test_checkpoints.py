@@ -12,7 +12,7 @@ import yaml
 import stand_ins
 from vladapter.errors import ConfigError
 from vladapter.models import lm_spec, load_tokenizer
-from vladapter.train.model import build_model
+from vladapter.core.model import build_model
 
 
 @pytest.fixture()

@@ -17,7 +17,7 @@ from vladapter.data.records import DATASET_TASK, IMAGE_TASKS, VIDEO_TASKS
 from vladapter.data.registry import REGISTRY
 from vladapter.models.specs import ALIASES, available_lms
 from vladapter.tasks import TASK_MODULES
-from vladapter.train.config import EvaluateConfig, PretrainConfig, TrainConfig
+from vladapter.core.config import EvaluateConfig, PretrainConfig, TrainConfig
 from workflow_helpers import REPO
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())

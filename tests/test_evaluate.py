@@ -13,7 +13,7 @@ import vl_world
 from vladapter.cli import main
 from vladapter.data.records import Record
 from vladapter.metrics import vqa_accuracy
-from vladapter.train.config import TrainConfig
+from vladapter.core.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def records(world, dataset, split):
 def test_candidate_scores_are_the_sequence_log_likelihoods(world, trained):
     from vladapter.evaluate.predict import candidate_log_likelihoods
     from vladapter.tasks import get_task
-    from vladapter.train.data import Features, encode_sources
-    from vladapter.train.model import load_run_tokenizer, load_trained
+    from vladapter.core.inputs import Features, encode_sources
+    from vladapter.core.model import load_run_tokenizer, load_trained
 
     model, info = load_trained(trained)
     tok = load_run_tokenizer(str(world["tokenizer"]), "tiny-t5")

@@ -124,7 +124,7 @@ def test_official_and_vl_t5_evaluators_differ_where_they_should(prediction, huma
 def test_the_vqa_task_scores_with_the_evaluator_the_evaluate_section_names():
     from vladapter.data.records import Record
     from vladapter.tasks import get_task
-    from vladapter.train.config import EvaluateConfig
+    from vladapter.core.config import EvaluateConfig
 
     record = Record(uid="1", task="vqa", split="test", source="coco", images=["img"], text="Is it red?",
                     targets={"yes": 1.0}, references=["yes"] * 10)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import vl_world
 from vladapter.models import VLModel
-from vladapter.train.config import PretrainConfig, TrainConfig
+from vladapter.core.config import PretrainConfig, TrainConfig
 
 
 @pytest.fixture(scope="module")

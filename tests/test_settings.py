@@ -15,7 +15,7 @@ import yaml
 
 from vladapter import experiments as X
 from vladapter.errors import ConfigError
-from vladapter.train.config import PretrainConfig, TrainConfig, load_section
+from vladapter.core.config import PretrainConfig, TrainConfig, load_section
 from workflow_helpers import REPO, copy_workflow, planned_commands, snakemake, snakemake_env
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 import vl_world
 from vladapter.errors import ConfigError, TrainingError
 from vladapter.train.checkpoint import list_checkpoints
-from vladapter.train.config import TrainConfig, load_section
+from vladapter.core.config import TrainConfig, load_section
 from vladapter.train.optim import build_optimizer, parameter_groups, warmup_linear
 from vladapter.train.sampler import TaskSampler
 from vladapter.train.workdir import work_dir

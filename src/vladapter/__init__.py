@@ -7,7 +7,9 @@ Library layout (each concept in one place):
 - ``vladapter.models``    VL-T5 / VL-BART around unmodified HF models
 - ``vladapter.petl``      one module per PETL method, registry, counting, checkpoints
 - ``vladapter.tasks``     per task: text format, targets, metric
-- ``vladapter.train``     multi-task loop, sampler, optimiser, DDP
+- ``vladapter.core``      what train, pretrain and evaluate share: config sections, model inputs
+                          (records, features, batch encoding), building and loading the model
+- ``vladapter.train``     one job skeleton for train and pretrain, multi-task loop, sampler, optimiser, DDP
 - ``vladapter.evaluate``  generation and official metrics
 - ``vladapter.report``    result tables and plots
 """

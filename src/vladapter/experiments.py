@@ -132,13 +132,13 @@ def job_settings(config: Mapping[str, Any], stage: str, *, lm: str | None = None
     """The settings one workflow job of ``stage`` (train | pretrain | matching | video |
     evaluate) runs with, as the JSON object its command receives (``--settings``).
 
-    The config's section resolved by vladapter.train.config.resolve_section (the one place
+    The config's section resolved by vladapter.core.config.resolve_section (the one place
     sections are merged), with what the workflow decides per job: the LM's name, the
     method, the task keys, the backbone it starts from (``init``), the tokenizer, and the
     data folders and feature shapes of ``modality``. Snakemake's params compare exactly
     this value, so a job reruns when (and only when) what it receives changes.
     """
-    from vladapter.train.config import EvaluateConfig, PretrainConfig, TrainConfig, resolve_section, settings_of
+    from vladapter.core.config import EvaluateConfig, PretrainConfig, TrainConfig, resolve_section, settings_of
 
     section, sub = STAGES[stage]
     if stage == "evaluate":
@@ -178,7 +178,7 @@ def check_per_job_keys(config: Mapping[str, Any]) -> None:
 def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None:
     """Every check of a validated workflow config that the schema cannot make, before any
     job runs (ConfigError naming the key and the fix): keys the workflow sets per job,
-    each job's settings (vladapter.train.config's checks: steps or epochs, square image
+    each job's settings (vladapter.core.config's checks: steps or epochs, square image
     tokens, task keys, ...), PETL method options, frame sampling, backbone folders
     (``built``: folders a rule of the workflow makes)."""
     from vladapter.errors import ConfigError

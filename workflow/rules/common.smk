@@ -9,7 +9,7 @@ from snakemake.utils import validate
 from vladapter import experiments as X
 from vladapter.config_schema import config_problems
 from vladapter.errors import ConfigError
-from vladapter.train.config import canonical
+from vladapter.core.config import canonical
 from vladapter.train import launch
 
 

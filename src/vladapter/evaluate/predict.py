@@ -9,8 +9,8 @@ from tqdm.auto import tqdm
 
 from vladapter.data.records import Record
 from vladapter.tasks import Task
-from vladapter.train.data import MODEL_INPUTS, Features, encode_sources, pad, to_device
-from vladapter.train.dist import resolve_precision
+from vladapter.core.inputs import MODEL_INPUTS, Features, encode_sources, pad, to_device
+from vladapter.core.model import resolve_precision
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ from statistics import mean
 
 from vladapter.data.records import DATASET_TASK
 from vladapter.errors import ConfigError
-from vladapter.train.config import EvaluateConfig, add_config_flags, load_section, overrides_from
+from vladapter.core.config import EvaluateConfig, add_config_flags, load_section, overrides_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +100,7 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     import torch
 
     from vladapter.experiments import seed_dir
-    from vladapter.train.model import load_trained
+    from vladapter.core.model import load_trained
     from vladapter.utils.io import ensure_writable, write_json
 
     # generating takes long: a folder that cannot be written must stop us before, not after
@@ -132,9 +132,9 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
 def _evaluate_model(model, info: dict, cfg: EvaluateConfig, predictions_dir: Path, dev, label: str = "") -> dict:
     """One trained model's submissions (written) and metrics (returned: tasks, scores,
     average, submission_only, submissions)."""
-    from vladapter.train.config import task_options
-    from vladapter.train.data import Features, load_task_data
-    from vladapter.train.model import load_run_tokenizer
+    from vladapter.core.config import task_options
+    from vladapter.core.inputs import Features, load_task_data
+    from vladapter.core.model import load_run_tokenizer
 
     from vladapter.evaluate.predict import predict
 
@@ -173,7 +173,7 @@ def score_task(td, predictions: list[str]) -> dict:
 
 def majority_baseline(tasks: list[str], cfg: EvaluateConfig, out: str | Path) -> dict:
     """Each task's train-majority answer, scored on ``cfg.split`` with the task's metric."""
-    from vladapter.train.data import load_task_data
+    from vladapter.core.inputs import load_task_data
     from vladapter.utils.io import ensure_writable, write_json
 
     ensure_writable(Path(out).parent)

@@ -25,11 +25,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from vladapter.core.config import TrainConfig
+from vladapter.core.inputs import MODEL_INPUTS, Features, TaskData, to_device
+from vladapter.core.model import resolve_precision
 from vladapter.errors import TrainingError
 from vladapter.train import checkpoint as ckpt
-from vladapter.train.config import TrainConfig
-from vladapter.train.data import MODEL_INPUTS, BatchBuilder, Features, TaskData, to_device
-from vladapter.train.dist import DistInfo, all_sum, barrier, gather_tensors, resolve_precision
+from vladapter.train.data import BatchBuilder
+from vladapter.train.dist import DistInfo, all_sum, barrier, gather_tensors
 from vladapter.train.optim import build_optimizer, build_scheduler
 from vladapter.train.sampler import BatchSpec, TaskSampler
 from vladapter.train.workdir import run_name

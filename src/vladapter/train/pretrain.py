@@ -22,15 +22,13 @@ the skill through the mix, and true/false tasks (NLVR2, "is there" questions) bu
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from vladapter.train.config import PretrainConfig, add_config_flags, load_section, overrides_from, to_dict
+from vladapter.core.config import PretrainConfig, add_config_flags, load_section, overrides_from
+from vladapter.train.job import Job, run_job
 from vladapter.utils.names import name_key
 
 INFO_FILE = "pretrain.json"
@@ -77,68 +75,41 @@ def _check_matching_stage(cfg: PretrainConfig) -> None:
                           "settings from the command line or the `pretrain.matching` section")
 
 
+class PretrainJob(Job):
+    """Pre-training: the objectives' data (or downstream tasks'), the whole backbone saved."""
+
+    def __init__(self):
+        super().__init__(info_file=INFO_FILE, model_task="pretrain")  # no per-task modules: one task
+
+    def data(self, cfg, tokenizer, features):
+        from vladapter.core.inputs import TaskData, load_records, load_task_data
+        from vladapter.core.model import n_visual_tokens
+        from vladapter.errors import ConfigError
+        from vladapter.tasks.pretrain import objectives
+
+        if list(cfg.tasks) == ["pretrain"]:
+            records = load_records(cfg.prepared, "pretrain", cfg.split, None)
+            sentinels = "<extra_id_0>" in tokenizer.get_vocab()
+            return ({name: TaskData(task, recs[: cfg.max_examples] if cfg.max_examples else recs)
+                     for name, (task, recs) in objectives(cfg.objectives, records, sentinels, cfg.seed).items()},
+                    cfg.n_image_tokens)
+        if "pretrain" in cfg.tasks:
+            raise ConfigError(f"pretrain.tasks {list(cfg.tasks)}: either [pretrain] (the pre-training split's "
+                              "objectives) or downstream task keys (their training data), not both")
+        data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, cfg.task_options())
+        return data, n_visual_tokens(features, cfg.tasks)
+
+    def describe(self, cfg, model, data) -> dict:
+        return {"objectives": {n: len(d.records) for n, d in data.items()}}
+
+    def save(self, model, out):
+        _save_backbone(model, out)
+
+
 def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict:
     """Pre-train ``cfg.lm`` on the pre-training split (``cfg.tasks == ["pretrain"]``) or on
     downstream tasks' training data (other task keys); writes the backbone to ``out``."""
-    import torch
-
-    from vladapter.errors import ConfigError
-    from vladapter.tasks.pretrain import objectives
-    from vladapter.train import workdir
-    from vladapter.train.data import Features, TaskData, load_records, load_task_data
-    from vladapter.train.dist import init_distributed, shutdown
-    from vladapter.train.loop import fit
-    from vladapter.train.model import build_model, feature_dim, load_run_tokenizer, n_visual_tokens, set_dropout
-    from vladapter.utils.io import write_json
-
-    out = Path(out)
-    if resume and (out / INFO_FILE).is_file():
-        print(f"{out} is already pre-trained; nothing to resume")
-        return json.loads((out / INFO_FILE).read_text())
-
-    dist = init_distributed()
-    try:
-        with workdir.writing(out, dist.is_main, resume) as work:
-            tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
-            features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
-            if list(cfg.tasks) == ["pretrain"]:
-                records = load_records(cfg.prepared, "pretrain", cfg.split, None)
-                sentinels = "<extra_id_0>" in tokenizer.get_vocab()
-                data = {name: TaskData(task, recs[: cfg.max_examples] if cfg.max_examples else recs)
-                        for name, (task, recs) in objectives(cfg.objectives, records, sentinels, cfg.seed).items()}
-                n_vis = cfg.n_image_tokens
-            elif "pretrain" in cfg.tasks:
-                raise ConfigError(f"pretrain.tasks {list(cfg.tasks)}: either [pretrain] (the pre-training split's "
-                                  "objectives) or downstream task keys (their training data), not both")
-            else:
-                data = load_task_data(cfg.prepared, cfg.tasks, cfg.split, cfg.max_examples, cfg.task_options())
-                n_vis = n_visual_tokens(features, cfg.tasks)
-            feat_dim = feature_dim(features, data)
-
-            torch.manual_seed(cfg.seed)
-            model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer), cfg.random_init)
-            if cfg.dropout is not None:
-                set_dropout(model, cfg.dropout)
-            producer = workdir.producer(to_dict(cfg), dist.world_size, model, workdir.input_files(cfg))
-            torch.manual_seed(cfg.seed * 1000 + 1 + dist.rank)
-            # every objective runs as one task "pretrain": the backbone has no per-task modules
-            result = fit(model, data, cfg, work, tokenizer=tokenizer, features=features, prefix=True,
-                         dist=dist, resume=resume, model_task="pretrain", producer=producer)
-            info = {"config": to_dict(cfg), "feat_dim": feat_dim, "vocab_size": len(tokenizer),
-                    "objectives": {n: len(d.records) for n, d in data.items()}, "steps": result.steps,
-                    "final_loss": result.loss if math.isfinite(result.loss) else None, "seconds": round(result.seconds, 2),
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            if dist.is_main:
-                _save_backbone(model, out)
-                workdir.publish_log(work, out)
-                # last: its presence marks a finished backbone. The timing goes to the log: the
-                # same settings give the same bytes (DVC)
-                write_json(out / INFO_FILE, {k: v for k, v in info.items() if k not in ("seconds", "finished")})
-                print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {info['finished']}")
-                workdir.discard(work)
-        return info
-    finally:
-        shutdown(dist)
+    return run_job(PretrainJob(), cfg, out, resume)
 
 
 def _save_backbone(model, out: Path) -> None:

@@ -111,7 +111,7 @@ def producer(config: dict, world_size: int, model: torch.nn.Module, inputs: Iter
 def input_files(cfg) -> list[Path]:
     """The files a training run reads besides its initial weights: its tasks' prepared
     records, the feature files, the tokenizer (a TrainConfig or PretrainConfig)."""
-    from vladapter.train.data import records_path
+    from vladapter.core.inputs import records_path
 
     files = [records_path(cfg.prepared, task, cfg.split) for task in cfg.tasks]
     files += sorted(Path(cfg.features).glob(f"*.{cfg.backbone}.h5" if cfg.backbone else "*.h5"))

@@ -1,15 +1,19 @@
-"""Building the model a run trains or evaluates (one place for train, pretrain, evaluate)."""
+"""The model a run trains or evaluates: its tokenizer, building it, loading a trained run,
+and the autocast precision it computes in (one place for train, pretrain and evaluate)."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from vladapter.errors import ConfigError
-from vladapter.train.data import Features, TaskData
+
+if TYPE_CHECKING:  # torch is imported where used: commands' --help stays fast
+    import torch
+
+    from vladapter.core.inputs import Features, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ def build_model(lm: str, init: str | None, feat_dim: int, n_vis_tokens: int, voc
 
 def set_dropout(model: torch.nn.Module, p: float) -> None:
     """Set every dropout probability of the model (nn.Dropout modules and HF float attributes)."""
+    import torch
+
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = p
@@ -92,3 +98,21 @@ def load_trained(run_dir: str | Path, device: torch.device | str = "cpu"):
                         cfg.get("random_init", False))
     petl.load(model, run_dir / ADAPTER_FILE)
     return model.to(device).eval(), info
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: float32, no autocast).
+
+    auto: bf16 on a GPU that has it, fp16 (with a GradScaler) on one that does not, fp32 on CPU.
+    """
+    import torch
+
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
