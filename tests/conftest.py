@@ -14,6 +14,35 @@ REAL = REPO / "tests" / "fixtures" / "real"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# Under pytest-xdist, the workers share the cores: each gets its part of them for torch's
+# threads (and so do the processes it starts); two processes at torch's default of every core
+# run a tiny training several times slower (docs/DEVELOPING.md)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+
+# Modules that share one session's smoke workflow or the local SLURM cluster (started and
+# stopped per module) run in one pytest-xdist worker; every other module is a group of its own,
+# so its module-scoped fixtures are built once (pyproject: -n 2 --dist loadgroup).
+SHARED_GROUPS = {"test_workflow": "smoke", "test_dvc": "smoke", "test_settings": "smoke",
+                 "test_slurm": "smoke", "test_multinode": "smoke"}
+
+
+# Longest groups first (xdist hands each worker two groups at the start, in this order, then
+# one at a time): the image rehearsal and the smoke group start on different workers.
+FIRST = ("test_rehearsal_image", "smoke", "test_benchmarks", "test_rehearsal_video")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    def group(item) -> str:
+        module = item.module.__name__ if item.module else item.nodeid.split("::")[0]
+        return SHARED_GROUPS.get(module, module)
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: FIRST.index(group(item)) if group(item) in FIRST else len(FIRST))
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:

@@ -30,6 +30,7 @@ Public API (kept stable; add, do not rename): the repo-id constants, :data:`ALL_
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -347,6 +348,14 @@ def cached_hf_home(root: str | Path, repos: Iterable[str] = ALL_REPOS, aliases: 
     if (final / "COMPLETE").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:  # parallel test workers: one builds, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "COMPLETE").is_file():
+            return final
+        return _build_into(root, key, final, repos, aliases)
+
+
+def _build_into(root: Path, key: str, final: Path, repos: tuple, aliases: tuple) -> Path:
     for stale in root.iterdir():
         if stale.name != key and len(stale.name) == len(key) and all(c in string.hexdigits for c in stale.name):
             shutil.rmtree(stale, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Rehearsal of config/paper-image.yaml as shipped, at miniature scale.
 
 Real Snakemake on the paper's image-text config with only its scale overridden (a few
-records per split in the published layouts, 2 steps per run, 3 methods): VL-BART and
+records per split in the published layouts, 2 steps per run, one method with and
+without VL pre-training): VL-BART and
 VL-T5 at bart-base / t5-base size and CLIP RN101, real architectures with random weights
 in a temporary HF cache, offline; bart-base is named by a checkpoint folder, as a user
 with a folder of checkpoints would, t5-base by its legacy hub name. The data lies in the user's own folder, found through
@@ -26,7 +27,7 @@ import stand_ins
 from published_raw import tree_state, write_published_raw
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["single_adapter", "single_lora"]
+METHODS = ["single_adapter"]  # other methods on the real architectures: test_petl, test_params
 COMPARE = ["single_adapter"]  # -nopt: from plain bart-base / t5-base
 
 

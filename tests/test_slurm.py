@@ -220,11 +220,14 @@ def _slurm_job_ids(output: str) -> list[str]:
 
 
 def test_smoke_workflow_through_slurm(slurm_cluster, smoke_workflow, tmp_path):
-    """Training, evaluation and the report of the session's smoke run (a copy), again, each
-    job a SLURM job."""
+    """One training run of the session's smoke run (a copy), its evaluation and the report,
+    again, each job a SLURM job."""
     workdir = copy_run(smoke_workflow[0], tmp_path / "work")
-    planned = planned_jobs(workdir, "--forcerun", "train")
-    proc = _snakemake_slurm(slurm_cluster, workdir, "--forcerun", "train", timeout=540)
+    run = "models/tiny-t5/image-single_adapter"
+    assert (workdir / run).is_dir()
+    planned = planned_jobs(workdir, "--forcerun", run)
+    assert planned.get("train") == 1 and planned.get("evaluate") == 1, planned
+    proc = _snakemake_slurm(slurm_cluster, workdir, "--forcerun", run, timeout=540)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
     assert (workdir / "results" / "table.md").stat().st_mtime > (smoke_workflow[0] / "results" / "table.md").stat().st_mtime
