@@ -90,8 +90,9 @@ class Task:
     def majority_baseline(self, train_records: Sequence[Record],
                           records: Sequence[Record]) -> tuple[str, dict[str, float]]:
         """The majority-answer baseline: the training records' majority answer, predicted
-        for each of ``records``, and its metrics (the one baseline `vladapter evaluate
-        --majority` and the toy world's statistics both report)."""
+        for each of ``records``, and its metrics (the toy world's statistics; `vladapter
+        evaluate --majority` predicts the same ``majority`` answer and scores it the way it
+        scores a model, submission-only splits included)."""
         answer = self.majority(train_records)
         return answer, self.score([answer] * len(records), records)
 
