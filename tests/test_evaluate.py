@@ -227,3 +227,33 @@ def test_seeds_train_and_evaluate_in_one_process_each(world, tmp_path):
     for s in ("0", "1"):
         submitted = json.loads((preds / f"seed-{s}" / "tvqa.json").read_text())
         assert len(submitted) == metrics["seeds"][s]["tasks"]["tvqa"]["n"] > 0
+
+
+def test_a_run_on_fresh_base_weights_is_evaluated_on_the_base_it_trained_on(world, tmp_path, capsys):
+    """A PETL run without VL pre-training trains on a base of fresh weights, which its file
+    does not hold: evaluation rebuilds that very base, whatever the process drew before (it
+    rebuilt another one, and the run scored like an untrained model). A base that cannot be
+    rebuilt any more is refused, naming the run."""
+    from vladapter.core.model import load_trained
+    from vladapter.utils.digest import state_digest
+
+    torch.set_num_threads(1)
+    run = tmp_path / "tiny-t5" / "image-single_adapter-nopt"
+    assert main(["train", "--method", "single_adapter", "--tasks", "vqa", "--steps", "2", "--batch-size", "4",
+                 "--checkpoint-every", "0", "--seed", "3", "--prepared", str(world["prepared"]),
+                 "--features", str(world["features"]), "--tokenizer", str(world["tokenizer"]),
+                 "--out", str(run)]) == 0
+    info = json.loads((run / "train.json").read_text())
+    torch.manual_seed(12345)
+    torch.rand(7)  # another process state than training's
+    model, _ = load_trained(run)
+    assert state_digest(model, frozen_only=True) == info["base_state"]
+
+    info["config"]["seed"] = 4  # as if the base were another draw
+    (run / "train.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run), "--out", str(tmp_path / "m.json"),
+                 "--predictions", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert str(run) in err and "base_state" in err and "Traceback" not in err
+    assert not (tmp_path / "m.json").exists()

@@ -84,8 +84,12 @@ class TrainJob(Job):
     def describe(self, cfg, model, data) -> dict:
         from vladapter import petl
 
+        from vladapter.utils.digest import state_digest
+
+        # the frozen weights the method was trained on: evaluation checks it rebuilt the same
         return {"section": self.section, "task_prefix": petl.uses_task_prefix(model),
-                "examples": {t: len(d.records) for t, d in data.items()}, "params": param_count(model)}
+                "examples": {t: len(d.records) for t, d in data.items()}, "params": param_count(model),
+                "base_state": state_digest(model, frozen_only=True)}
 
     def save(self, model, out):
         from vladapter import petl
