@@ -336,6 +336,14 @@ def test_bad_key_in_an_lr_table_is_named(work):
     assert "not valid under any of the given schemas" not in out and TRACEBACK not in out
 
 
+def test_two_lms_with_one_folder_name_are_refused_before_any_job(work):
+    # /ckpt/a/t5-base and t5-base would train into one models/t5-base/ and overwrite each other
+    rc, out = dry_run(work, "--config", "lms=[tiny-t5, models/other/tiny-t5]")
+    assert rc != 0
+    assert "lms: tiny-t5 and models/other/tiny-t5 would share the folders models/tiny-t5/" in out
+    assert TRACEBACK not in out
+
+
 def test_unknown_top_level_key_is_named_without_the_schema(work):
     (work / "extra.yaml").write_text((work / "config" / "config.yaml").read_text() + "\nbogus_key: 1\n")
     rc, out = dry_run(work, "--configfile", "extra.yaml")

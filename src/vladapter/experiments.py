@@ -184,6 +184,14 @@ def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None
     from vladapter.errors import ConfigError
 
     check_per_job_keys(config)
+    by_key: dict[str, list[str]] = {}
+    for lm in config["lms"]:
+        by_key.setdefault(name_key(lm), []).append(lm)
+    for key, lms in by_key.items():
+        if len(lms) > 1:
+            raise ConfigError(f"lms: {' and '.join(lms)} would share the folders models/{key}/, metrics/{key}/ "
+                              f"(a run folder is named by the last part of the LM's name); give each checkpoint "
+                              "folder its own last name, e.g. by a symlink")
     frames = config["features"]["frames"]
     if frames["mode"] == "count" and not float(frames["value"]).is_integer():
         raise ConfigError(f"features.frames.value: {frames['value']} frames per clip is not a whole number "
