@@ -167,6 +167,20 @@ def test_non_utf8_karpathy_json_names_file_and_line(tmp_path):
     assert_clean_error(proc.returncode, proc.stderr, "dataset_coco.json", "line 1", "\\xe9", "UTF-8")
 
 
+@pytest.mark.parametrize("flag, value, named", [
+    ("--lr", "nan", "train.lr of single_adapter: nan"),
+    ("--lr", "-1", "train.lr of single_adapter: -1.0"),
+    ("--lr", "1e38", "AdamW's step overflows float32"),  # was a RuntimeError from inside AdamW
+    ("--dropout", "1.5", "train.dropout: 1.5"),
+])
+def test_a_number_that_cannot_train_is_refused_before_training(world, tmp_path, flag, value, named):
+    proc = vladapter("train", "--method", "single_adapter", "--tasks", "vqa", "--steps", "2", f"{flag}={value}",
+                     "--prepared", str(world["prepared"]), "--features", str(world["features"]),
+                     "--tokenizer", str(world["tokenizer"]), "--out", str(tmp_path / "run"))
+    assert_clean_error(proc.returncode, proc.stderr, named)
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
+
+
 def test_non_utf8_prepared_jsonl_names_file_and_line(world, tmp_path):
     prepared = tmp_path / "prepared"
     shutil.copytree(world["prepared"], prepared)

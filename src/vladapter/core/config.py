@@ -27,6 +27,12 @@ from vladapter.tasks.videoqa import QA_TARGETS
 PAPER_LR = {"full_finetuning": 1e-4, "multiple_adapters": 3e-4, "half_shared_adapters": 3e-4, "default": 1e-3}
 
 
+MAX_LR = 1e30
+# numeric train keys and their closed ranges (all finite)
+NUMBER_RANGES = (("warmup_ratio", 0, 1), ("weight_decay", 0, math.inf), ("adam_eps", 0, 1),
+                 ("grad_clip", 0, math.inf))
+
+
 @dataclass
 class TrainConfig:
     """Section ``train``: multi-task training of one PETL method.
@@ -147,7 +153,19 @@ class TrainConfig:
                 raise ConfigError(f"train.seeds must list distinct seeds, got {self.seeds!r}")
         if self.qa_target not in QA_TARGETS:
             raise ConfigError(f"train.qa_target must be {' or '.join(QA_TARGETS)}, got {self.qa_target!r}")
-        self.learning_rate()
+        lr = self.learning_rate()
+        if not (math.isfinite(lr) and 0 < lr < MAX_LR):
+            raise ConfigError(f"train.lr of {self.method}: {lr} is not a learning rate (a finite number above 0 and "
+                              f"below {MAX_LR:g}, where AdamW's step overflows float32), e.g. 1e-3")
+        for key, low, high in NUMBER_RANGES:
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not (math.isfinite(value) and low <= value <= high):
+                raise ConfigError(f"train.{key}: {value!r} is outside {low:g} .. {high:g}")
+        if self.adam_eps <= 0:
+            raise ConfigError(f"train.adam_eps: {self.adam_eps!r} must be above 0, e.g. 1e-8")
+        if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ConfigError(f"train.dropout: {self.dropout!r} is not a probability (0 <= p < 1), or null for the "
+                              "model config's")
 
     def task_options(self) -> dict[str, Any]:
         """Options of this run's tasks (vladapter.tasks.get_task keywords)."""
