@@ -61,6 +61,18 @@ def _videos(tmp_path, n=4):
             for i in range(n)}
 
 
+def test_parallel_sampling_writes_the_bytes_of_sequential_sampling(tmp_path):
+    # the first clip is the longest, so the workers finish the others first; results are
+    # written in job order all the same (in completion order, shards held other ids from run
+    # to run, and two runs' files differed)
+    videos = {"a-long": write_video(tmp_path / "videos" / "a.mp4", n_frames=400, fps=10, width=128, height=96)}
+    videos.update({f"b{i}": write_video(tmp_path / "videos" / f"b{i}.mp4", n_frames=10, fps=10) for i in range(5)})
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    sample_frames(videos, one, "rate", 0.5, size=64, workers=1, progress=False, flush_every=2)
+    sample_frames(videos, two, "rate", 0.5, size=64, workers=2, progress=False, flush_every=2)
+    assert one.read_bytes() == two.read_bytes()
+
+
 def test_sample_frames_writes_the_documented_layout(tmp_path):
     videos = _videos(tmp_path)
     out = tmp_path / "frames" / "toy.h5"

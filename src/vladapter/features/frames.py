@@ -289,7 +289,7 @@ def sample_frames(videos: dict[str, Path], output: str | Path, mode: str = "rate
             with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
                 futures = [pool.submit(_decode, job) for job in jobs]
                 try:
-                    for future in cf.as_completed(futures):
+                    for future in futures:  # in job order: the same file, byte for byte, every run
                         handle(*future.result())
                 except BaseException:
                     for future in futures:
