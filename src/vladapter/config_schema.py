@@ -43,10 +43,12 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML ({e})\n  fix: save it as UTF-8 YAML") from None
 
 
-def config_problems(config: dict, schema_path: str | Path, config_files: Iterable[str | Path] = ()) -> str | None:
-    """What is wrong with ``config`` by the schema, as a message naming the config file(s), each
-    wrong key and the fix; None when it is valid. (The workflow raises it as a WorkflowError,
-    which Snakemake prints without a traceback.)
+def config_problems(config: dict, schema_path: str | Path, config_files: Iterable[str | Path] = (),
+                    overrides: dict | None = None) -> str | None:
+    """What is wrong with ``config`` by the schema, as a message naming where each wrong
+    value comes from (the config file(s), or ``--config`` for the keys in ``overrides``,
+    Snakemake's --config values), each wrong key and the fix; None when it is valid. (The
+    workflow raises it as a WorkflowError, which Snakemake prints without a traceback.)
 
     Strings given where the schema wants a number or boolean (nested ``--config`` values)
     are converted in place first. Defaults are not filled in (``snakemake.utils.validate``
@@ -63,13 +65,34 @@ def config_problems(config: dict, schema_path: str | Path, config_files: Iterabl
     errors = list(validator.iter_errors(config))
     if not errors:
         return None
+    shown = _unique(sorted(_leaves(errors), key=relevance, reverse=True))[:5]
+    given = [_given_with_config(overrides or {}, e) for e in shown]
     files = ", ".join(map(str, config_files)) or "the config"
-    lines = [f"invalid config ({files}):"]
-    for found in _unique(sorted(_leaves(errors), key=relevance, reverse=True))[:5]:
-        lines.append(f"  {_describe(found)}")
-    lines.append("  fix: correct these keys in the config file or --config "
-                 "(workflow/schemas/config.schema.yaml lists every key)")
+    sources = ([files] if not all(given) else []) + (["--config"] if any(given) else [])
+    lines = [f"invalid config ({', '.join(sources)}):"]
+    for found, by_flag in zip(shown, given):
+        lines.append(f"  {_describe(found)}" + (" (given with --config)" if by_flag else ""))
+    where = " or ".join((["the config file"] if not all(given) else []) + (["--config"] if any(given) else []))
+    lines.append(f"  fix: correct these keys in {where} (workflow/schemas/config.schema.yaml lists every key)")
     return "\n".join(lines)
+
+
+def _given_with_config(overrides: dict, error) -> bool:
+    """Whether the value ``error`` is about was given with --config (Snakemake merges those
+    values into the config files' key by key: a key whose value is not a table replaces it)."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":  # the unknown key, inside the table the error is about
+        path.append(sorted(set(error.instance) - set(error.schema.get("properties", {})))[0])
+    elif "propertyNames" in error.relative_schema_path:
+        path.append(error.instance)
+    node = overrides
+    for key in path:
+        if not isinstance(node, dict):
+            return True  # a value given with --config holds this key
+        if key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 def _leaves(errors) -> list:

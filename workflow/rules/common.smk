@@ -14,7 +14,8 @@ from vladapter.train import launch
 
 
 # Before any job: a wrong key or value stops here with a message naming it.
-if problems := config_problems(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles):
+if problems := config_problems(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles,
+                               workflow.config_settings.overwrite_config):
     raise WorkflowError(problems)
 validate(config, "../schemas/config.schema.yaml")
 

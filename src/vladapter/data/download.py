@@ -205,6 +205,24 @@ def load_registry(path: str | Path | None) -> dict[str, list[RemoteFile]]:
 OWNED = ".vladapter-download"  # in a folder this command created: it may write there
 
 
+def origin_of(name: str, registry: dict[str, list[RemoteFile]] | None = None) -> tuple[str, str] | None:
+    """(dataset, where the file comes from) of a registered raw file ``name``: its URL, or
+    the archive member and the archive's URL; None when no download has it."""
+    for dataset, files in (REGISTRY if registry is None else registry).items():
+        for spec in files:
+            if spec.name == name:
+                return dataset, spec.url
+            for member, target in spec.extract.items():
+                if target == name:
+                    return dataset, f"{member} in {spec.url}"
+    return None
+
+
+def made_here(root: Path) -> bool:
+    """Whether the folder ``root`` is one this command made (and may write into)."""
+    return (Path(root) / OWNED).exists()
+
+
 def _users_folder(root: Path, files: list[RemoteFile]) -> bool:
     """Whether ``root`` is the user's own data, to be read and never written: a link, or a
     folder this command did not make that holds anything but registered files (and their

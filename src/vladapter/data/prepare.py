@@ -11,13 +11,20 @@ Video datasets: each record's video is looked up by id in the dataset's videos f
 (video files or released frame folders, see data/videos.py) and opened; missing and
 unreadable videos are listed in videos_report.json with counts and their records dropped,
 or the run stops when more than --max-missing-videos of them are affected (--on-missing-video
-stop, the default). --source renames the feature source the records refer to (TVC's
-records use TVQA's sampled videos: one sampling of the shared clips).
+stop, the default; the report is written before the stop). --source renames the feature
+source the records refer to (TVC's records use TVQA's sampled videos: one sampling of the
+shared clips).
+
+A prepared dataset changes as a whole: its files are written into a new folder beside
+<out>/<dataset>, which replaces the old one when every file is there (vladapter.utils.io
+.atomic_dir). An interrupted or failed run leaves the older output as it was, never new
+splits beside old ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from tqdm import tqdm
@@ -25,8 +32,8 @@ from tqdm import tqdm
 from vladapter.data.layout import as_layout
 from vladapter.data.readers import DATASETS, SPLITS, Problems, read_dataset
 from vladapter.data.records import DATASET_TASK, VIDEO_TASKS
-from vladapter.data.videos import ON_MISSING, VideoFolder, check_videos
-from vladapter.utils.io import write_json, write_jsonl
+from vladapter.data.videos import ON_MISSING, MissingVideosError, VideoFolder, check_videos
+from vladapter.utils.io import atomic_dir, write_json
 
 
 def prepare(dataset: str, raw="data/raw", out: str | Path = "data/prepared",
@@ -46,15 +53,16 @@ def prepare(dataset: str, raw="data/raw", out: str | Path = "data/prepared",
     report = None
     if video and check_media:
         videos = videos or VideoFolder(as_layout(raw) / dataset / "videos")
-        splits, report = check_videos(splits, videos, on_missing_video, max_missing_videos,
-                                      report_path=target / "videos_report.json")
-        write_json(target / "videos_report.json", report)
+        try:
+            splits, report = check_videos(splits, videos, on_missing_video, max_missing_videos,
+                                          report_path=target / "videos_report.json")
+        except MissingVideosError as e:  # the list the message names, for the user to act on
+            write_json(target / "videos_report.json", e.report)
+            raise
     if source:
         for records in splits.values():
             for r in records:
                 r.source = source
-    for split in tqdm(SPLITS, desc=f"prepare {dataset}", unit="split", leave=False):
-        write_jsonl(target / f"{split}.jsonl", (r.to_dict() for r in splits[split]))
     summary = {
         "dataset": dataset, "raw": str(raw), "on_error": on_error, "media_checked": check_media,
         "counts": {s: len(splits[s]) for s in SPLITS},
@@ -62,8 +70,22 @@ def prepare(dataset: str, raw="data/raw", out: str | Path = "data/prepared",
     }
     if report is not None:
         summary["videos"] = {k: report[k] for k in ("videos", "missing_count", "unreadable_count", "records_dropped")}
-    write_json(target / "summary.json", summary)
+    with atomic_dir(target) as folder:  # every file or none: never new splits beside old ones
+        if report is not None:
+            _write(folder / "videos_report.json", [json.dumps(report, indent=2)])
+        for split in tqdm(SPLITS, desc=f"prepare {dataset}", unit="split", leave=False):
+            _write(folder / f"{split}.jsonl", (json.dumps(r.to_dict()) for r in splits[split]))
+        _write(folder / "summary.json", [json.dumps(summary, indent=2)])
     return summary
+
+
+def _write(path: Path, lines) -> None:
+    """Each of ``lines`` and a newline into ``path`` (a file of the folder being prepared,
+    which is published as a whole)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,12 +13,13 @@ to is looked up and opened (a video file must decode a first frame; a frame fold
 hold a readable JPEG). Missing and unreadable videos are listed with counts in a report
 (prepare writes it as ``videos_report.json``); their records are dropped, or, when more
 than ``max_missing`` of the videos are affected under ``on_missing: stop``, the run stops
-with an error naming the report.
+with an error naming the report (a ``MissingVideosError`` carrying it, for the caller to write).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,33 @@ def _has_frames(path: str) -> bool:
         return any(Path(e.name).suffix.lower() in FRAME_SUFFIXES for e in entries)
 
 
+class MissingVideosError(DataError):
+    """Too many videos are missing or unreadable; ``report`` lists them (what check_videos returns)."""
+
+    def __init__(self, message: str, report: dict, **kwargs):
+        super().__init__(message, **kwargs)
+        self.report = report
+
+
 def frame_files(folder: Path) -> list[Path]:
-    """The JPEG frames of one frame folder, in order (file names sort as frame numbers)."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    """The JPEG frames of one frame folder in frame order: by the number in their names (the
+    last run of digits: ``00001.jpg``, ``1.jpg``, ``frame_12.jpg``), so names that are not
+    zero-padded (``2.jpg`` before ``10.jpg``) keep their order. A folder whose frames are not
+    all numbered, or that numbers two frames alike, is a DataError naming them."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES]
+    numbers = {p: re.findall(r"\d+", p.stem) for p in files}
+    unnumbered = sorted(p.name for p, found in numbers.items() if not found)
+    if unnumbered:
+        raise DataError(f"frame files without a frame number in their names: {', '.join(unnumbered[:3])}"
+                        + (f" (and {len(unnumbered) - 3} more)" if len(unnumbered) > 3 else ""), path=folder,
+                        fix="name each frame by its number (00001.jpg, 00002.jpg, ... as released), or move the "
+                            "other JPEGs out of the frame folder")
+    order = sorted(files, key=lambda p: (int(numbers[p][-1]), p.name))
+    for a, b in zip(order, order[1:]):
+        if int(numbers[a][-1]) == int(numbers[b][-1]):
+            raise DataError(f"two frame files have the number {int(numbers[a][-1])}: {a.name} and {b.name}",
+                            path=folder, fix="keep one file per frame number in the frame folder")
+    return order
 
 
 def unreadable(path: Path, frames: bool) -> str | None:
@@ -101,6 +126,8 @@ def unreadable(path: Path, frames: bool) -> str | None:
         return None
     except StopIteration:
         return "no decodable frame"
+    except DataError as e:  # frame files that cannot be put in order
+        return str(e).split("\n")[0]
     except Exception as e:  # PyAV / PIL raise many kinds for corrupt input
         message = (str(e).strip().splitlines() or [""])[0][:120]
         return f"cannot decode ({type(e).__name__}: {message})"
@@ -133,9 +160,10 @@ def check_videos(splits: dict, source: VideoFolder, on_missing: str = "stop", ma
     }
     if on_missing == "stop" and fraction > max_missing:
         where = f" (listed in {report_path})" if report_path else ""
-        raise DataError(f"{len(missing)} videos missing and {len(bad)} unreadable of {len(ids)} "
+        raise MissingVideosError(f"{len(missing)} videos missing and {len(bad)} unreadable of {len(ids)} "
                         f"({100 * fraction:.1f} % > {100 * max_missing:g} %){where}",
                         path=source.folder,
                         fix="add the missing clips, or set data.on_missing_video: skip (or raise "
-                            "data.max_missing_videos; prepare --on-missing-video skip) to drop their records")
+                            "data.max_missing_videos; prepare --on-missing-video skip) to drop their records",
+                        report=report)
     return kept, report

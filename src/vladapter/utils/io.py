@@ -215,10 +215,13 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory next to ``path``; on success it replaces ``path``.
 
-    For outputs that are directories (HF ``save_pretrained`` folders). On an exception the
-    temporary directory is removed and ``path`` is left as it was. A previous ``path`` is
-    moved aside before the rename and deleted after it, so a complete copy always exists.
-    The folder gets mode 0777 less the umask.
+    For outputs that are directories (HF ``save_pretrained`` folders, a prepared dataset's
+    files). On an exception (Ctrl-C included) the temporary directory is removed and
+    ``path`` is left as it was. A previous ``path`` is moved aside before the rename and
+    deleted after it, so a complete copy always exists; Ctrl-C or a termination signal
+    during the two renames takes effect after them. The folder gets mode 0777 less the
+    umask. A read-only folder or a full disk is a DataError naming the file under ``path``
+    (not its temporary twin).
     """
     import shutil
 
@@ -227,16 +230,55 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     with storage_errors(path.parent):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        with storage_errors(path):
-            yield tmp
+        yield tmp
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = path
+        if e.filename and Path(e.filename).is_relative_to(tmp):
+            where = path / Path(e.filename).relative_to(tmp)
+        e.filename = None
+        error = storage_error(e, where)
+        if error is None:
+            raise
+        raise error from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.chmod(tmp, 0o777 & ~_umask())
     old = None
-    if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        os.replace(path, old / path.name)
-    os.replace(tmp, path)
+    with signals_deferred():
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=("SIGINT", "SIGTERM")) -> Iterator[None]:
+    """Hold back Ctrl-C and termination signals while the block runs (a few renames that
+    must happen together); one that arrived is handled when it ends. Only the main thread
+    can do this; elsewhere the block runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    previous = {}
+    for name in signals:
+        number = getattr(signal, name)
+        previous[number] = signal.signal(number, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for signum, frame in caught[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

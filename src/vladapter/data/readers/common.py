@@ -47,8 +47,18 @@ class Problems:
 
 
 def require(path: Path, what: str, fix: str) -> Path:
-    """``path`` if it exists, else a DataError saying which file of which dataset is missing."""
+    """``path`` if it exists, else a DataError saying which file of which dataset is missing.
+
+    ``fix`` is for a folder that `vladapter download` makes; in the user's own folder (which
+    download never writes into) the fix says where the published file comes from instead."""
     if not path.exists():
+        from vladapter.data.download import made_here, origin_of
+
+        origin = origin_of(path.name)
+        if origin is not None and path.parent.is_dir() and not made_here(path.parent):
+            fix = (f"{path.name} comes from {origin[1]}: put it into {path.parent} (a folder of yours, which "
+                   f"vladapter reads and never writes), or point the dataset's folder (data.paths.{origin[0]}, "
+                   f"prepare --path {origin[0]}=FOLDER) at one that has it")
         raise DataError(f"missing {what}", path=path, fix=fix)
     return path
 
