@@ -12,6 +12,7 @@ import pytest
 from published_raw import tree_state, write_published_raw
 from vladapter.data.prepare import prepare
 from vladapter.data.readers import read_dataset
+from workflow_helpers import snakemake_env
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def _plan(repo, tmp_path, data: dict) -> str:
     (tmp_path / "work").mkdir(exist_ok=True)
     done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory",
                            str(tmp_path / "work"), "--configfile", str(tmp_path / "config.yaml"), "-n", "-p",
-                           "--cores", "2"], capture_output=True, text=True, timeout=300)
+                           "--cores", "2"], env=snakemake_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

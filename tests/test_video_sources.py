@@ -14,7 +14,7 @@ import yaml
 
 from vladapter.features.frames import decode_frames, frame_indices, sample_frames, segment_indices
 from vladapter.features.synthetic import frame_value, natural_frame, write_frame_folder, write_video
-from workflow_helpers import copy_workflow, planned_jobs
+from workflow_helpers import copy_workflow, planned_jobs, snakemake_env
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -166,5 +166,5 @@ def test_paper_video_samples_the_clips_tvqa_and_tvc_share_once(tmp_path):
     assert jobs["sample_frames"] == jobs["extract_features"] == 3
     out = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/default", "-n", "-p",
                           "data/frames/tvqa.h5", "--configfile", "config/paper-video.yaml"],
-                         cwd=work, capture_output=True, text=True, timeout=300).stdout
+                         cwd=work, env=snakemake_env(), capture_output=True, text=True, timeout=300).stdout
     assert "--records data/prepared/tvqa data/prepared/tvc" in out and "--frames-fps 3" in out

@@ -26,12 +26,42 @@ def copy_workflow(dest: Path, extra: tuple[str, ...] = ()) -> Path:
     return work
 
 
+# the HF cache the tests started with; a test that sets another one (stand-in checkpoints) keeps it
+SESSION_HF_HOME = os.environ.get("HF_HOME")
+_published_configs: Path | None = None
+
+
+def published_configs_home() -> Path:
+    """An HF_HOME (built once per process, in a temporary folder) holding the published LMs'
+    config.json files only: what the workflow's config check looks for offline before
+    planning a run of facebook/bart-base or t5-base (the weights are the rehearsals' business)."""
+    global _published_configs
+    if _published_configs is None:
+        import json
+        import tempfile
+
+        import stand_ins
+
+        home = Path(tempfile.mkdtemp(prefix="vladapter-published-configs."))
+        for repo, model_type, config in ((stand_ins.BART, "bart", stand_ins.BART_CONFIG),
+                                         (stand_ins.T5, "t5", stand_ins.T5_CONFIG)):
+            files = home / "files" / model_type
+            files.mkdir(parents=True)
+            (files / "config.json").write_text(json.dumps({"model_type": model_type, **config}))
+            stand_ins.save_in_cache(home, repo, files)
+        _published_configs = home
+    return _published_configs
+
+
 def snakemake_env(base: dict | None = None) -> dict:
     """The environment jobs need: this interpreter's bin (vladapter, snakemake) first on PATH,
-    few threads, no network for models."""
+    few threads, no network for models, and (unless a test chose its own cache) an HF cache
+    that knows the published LMs (published_configs_home), as a user's has offline."""
     env = dict(base if base is not None else os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    if env.get("HF_HOME") == SESSION_HF_HOME:
+        env["HF_HOME"] = str(published_configs_home())
     return env
 
 

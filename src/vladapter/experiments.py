@@ -14,6 +14,7 @@ without VL pre-training; with ``pretrain.enabled`` every other run starts from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from vladapter.data.datasets import DATASETS
@@ -175,12 +176,38 @@ def check_per_job_keys(config: Mapping[str, Any]) -> None:
                                   f"remove it from the config")
 
 
+def check_lms(config: Mapping[str, Any]) -> None:
+    """Each of ``lms`` can be built where the jobs run (ConfigError naming it and the fix): a
+    folder must hold a checkpoint (config.json), and offline (HF_HUB_OFFLINE) a checkpoint
+    named by hub id must be in the local HF cache when its weights or its tokenizer are
+    needed. Otherwise the first pre-training or training job fails, after the downloads and
+    the feature extraction."""
+    from vladapter.errors import ConfigError
+    from vladapter.models.checkpoints import find_checkpoint, looks_like_path
+    from vladapter.models.specs import lm_spec
+
+    sections = ["train"] + (["pretrain"] if config["pretrain"]["enabled"] else [])
+    weights = not all((config.get(s) or {}).get("random_init") for s in sections)
+    needs_hub = weights or not config.get("tokenizer")
+    for lm in config["lms"]:
+        try:
+            if (is_folder_name(lm) or looks_like_path(lm)) and not Path(lm).expanduser().is_dir():
+                raise ConfigError(f"folder {lm} not found; name a checkpoint folder (written by save_pretrained, "
+                                  "with a config.json) or a hub id such as t5-base")
+            spec = lm_spec(lm)  # a folder: its config.json; a hub id: offline, it must be in the cache
+            if spec.checkpoint and needs_hub:
+                find_checkpoint(spec.checkpoint, required=True)  # offline: in the HF cache (online: downloaded)
+        except ConfigError as e:
+            raise ConfigError(f"lms: {lm}: {e}") from None
+
+
 def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None:
     """Every check of a validated workflow config that the schema cannot make, before any
     job runs (ConfigError naming the key and the fix): keys the workflow sets per job,
     each job's settings (vladapter.core.config's checks: steps or epochs, square image
     tokens, task keys, ...), PETL method options, frame sampling, backbone folders
-    (``built``: folders a rule of the workflow makes)."""
+    (``built``: folders a rule of the workflow makes), the LMs' folders and, offline, their
+    checkpoints in the HF cache (check_lms)."""
     from vladapter.errors import ConfigError
 
     check_per_job_keys(config)
@@ -204,6 +231,7 @@ def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None
             if not Path(spec).is_dir():
                 raise ConfigError(f"backbone.{modality}: folder {spec} not found (and no rule makes it); "
                                   f"name an existing CLIP folder or a Hugging Face CLIP checkpoint")
+    check_lms(config)
     for run in runs(config):
         job_settings(config, "train", lm=run.lm, modality=run.modality, method=run.method,
                      tasks=tasks(config, run.modality))
