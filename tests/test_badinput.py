@@ -451,6 +451,165 @@ def test_every_command_help_answers_without_importing_torch():
         assert proc.returncode == 0 and f"vladapter {command}" in proc.stdout
 
 
+# --- 10. third round (issue 28): what made a user lose time or results ------------------------
+
+
+def test_missing_video_stop_writes_the_report_it_names(tmp_path):
+    from vladapter.data.toyworld import generate
+
+    generate(tmp_path / "raw", seed=0, scale="smoke", workers=1, stats=False)
+    videos = sorted((tmp_path / "raw" / "how2qa" / "videos").glob("*.mp4"))
+    videos[0].write_bytes(b"")  # a 0-byte clip: an interrupted download
+    out = tmp_path / "out"
+    proc = vladapter("prepare", "--dataset", "how2qa", "--raw", str(tmp_path / "raw"), "--out", str(out))
+    report = out / "how2qa" / "videos_report.json"
+    assert_clean_error(proc.returncode, proc.stderr, f"(listed in {report})", "1 unreadable")
+    assert list(json.loads(report.read_text())["unreadable"]) == [videos[0].stem]  # was never written
+    assert not (out / "how2qa" / "train.jsonl").exists()
+
+
+def _two_backbones(tmp_path) -> dict:
+    """A world of two tasks whose sources were extracted with backbones of different widths:
+    coco.testclip.h5 (16-d) beside nlvr2.halfclip.h5 (8-d)."""
+    w = vl_world.build(tmp_path / "world", n_train=8, n_test=4, tasks=("vqa", "nlvr"))
+    wide = w["features"] / "nlvr2.testclip.h5"
+    narrow_copy(wide, w["features"] / "nlvr2.halfclip.h5", 8, backbone="halfclip")
+    wide.unlink()
+    return w
+
+
+def narrow_copy(src: Path, dst: Path, width: int, **attrs) -> None:
+    """A copy of the feature file ``src`` whose features keep only their first ``width`` values."""
+    with h5py.File(src) as f, h5py.File(dst, "w") as out:
+        out.attrs.update({**f.attrs, "dim": width, **attrs})
+        names = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        for name in names:
+            out.create_dataset(name, data=f[name][()][..., :width])
+            out[name].attrs.update(f[name].attrs)
+
+
+def test_feature_files_of_different_widths_are_refused_before_training(tmp_path, capsys):
+    w = _two_backbones(tmp_path)
+    run = tmp_path / "models" / "run"
+    rc = main(["train", "--prepared", str(w["prepared"]), "--features", str(w["features"]), "--tasks", "vqa", "nlvr",
+               "--tokenizer", str(w["tokenizer"]), "--steps", "2", "--batch-size", "4", "--out", str(run)])
+    # was: RuntimeError: mat1 and mat2 shapes cannot be multiplied, naming no file
+    assert_clean_error(rc, capsys.readouterr().err, f"{w['features'] / 'coco.testclip.h5'}: 16",
+                       f"{w['features'] / 'nlvr2.halfclip.h5'}: 8", "same backbone")
+    assert not run.exists() and not list(run.parent.glob(".run*"))  # refused: no work folder, no lock left
+
+
+def test_evaluate_on_features_of_another_width_names_the_sizes(world, trained, tmp_path, capsys):
+    narrow = tmp_path / "features"
+    narrow.mkdir()
+    narrow_copy(world["features"] / "coco.testclip.h5", narrow / "coco.testclip.h5", 8)
+    rc, err = evaluate(trained, narrow, tmp_path, capsys)
+    assert_clean_error(rc, err, "trained on 16-d features, these are 8-d", str(narrow / "coco.testclip.h5"))
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("flags", [[], ["--resume"]], ids=["train", "resume"])
+def test_train_refuses_to_replace_a_finished_run_of_other_settings(world, trained, tmp_path, capsys, flags):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    args = ["train", "--method", "single_lora", "--tasks", "vqa", "--steps", "2", "--batch-size", "4",
+            "--prepared", str(world["prepared"]), "--features", str(world["features"]),
+            "--tokenizer", str(world["tokenizer"]), "--checkpoint-every", "0", "--out", str(run)]
+    # was: replaced without a word (or, with --resume, "already finished", exit 0 and the old run kept)
+    assert_clean_error(main(args + flags), capsys.readouterr().err, str(run), "finished run of other settings",
+                       "method: 'single_adapter' -> 'single_lora'", "--replace")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert main(args + flags + ["--replace"]) == 0  # told to: the new settings train in its place
+    assert json.loads((run / "train.json").read_text())["config"]["method"] == "single_lora"
+
+
+def test_frame_files_not_zero_padded_are_read_in_frame_order(tmp_path):
+    from PIL import Image
+
+    from vladapter.features.frames import read_frame_folder, segment_indices
+
+    folders = {"plain": tmp_path / "plain", "padded": tmp_path / "padded"}
+    for i in range(1, 200):  # 1.jpg ... 199.jpg at 3 fps, frame k a grey of level 50 + k
+        grey = Image.new("RGB", (16, 16), (50 + i,) * 3)
+        for kind, folder in folders.items():
+            folder.mkdir(exist_ok=True)
+            grey.save(folder / (f"{i}.jpg" if kind == "plain" else f"{i:05d}.jpg"), quality=100)
+    span = [[48.6, 60.0]]
+    frames, times = read_frame_folder(folders["plain"], 3, "rate", 1.5, 16, segments=span)
+    wanted = segment_indices(199, 3, "rate", 1.5, span)
+    # frame file k+1 is frame index k (was: 50, 54, 6, 62, ... in the names' string order)
+    assert (np.round(frames.reshape(len(frames), -1).mean(1)) - 51).astype(int).tolist() == wanted.tolist()
+    assert np.array_equal(frames, read_frame_folder(folders["padded"], 3, "rate", 1.5, 16, segments=span)[0])
+
+
+def test_frame_folder_with_an_unnumbered_file_is_refused(tmp_path):
+    from PIL import Image
+
+    clip = tmp_path / "frames" / "s01e01_clip"
+    clip.mkdir(parents=True)
+    for name in ("00001.jpg", "00002.jpg", "cover.jpg"):
+        Image.new("RGB", (16, 16)).save(clip / name)
+    proc = vladapter("sample-frames", "--dataset", "tvqa", "--videos", str(tmp_path / "frames"), "--frames-fps", "3",
+                     "--output", str(tmp_path / "f.h5"), "--workers", "1", "--size", "16")
+    assert_clean_error(proc.returncode, proc.stderr, "cover.jpg", str(clip), "frame number")
+    assert not (tmp_path / "f.h5").exists()
+
+
+@pytest.mark.parametrize("case", ["missing-folder", "offline-not-cached"])
+def test_an_lm_that_cannot_be_loaded_fails_the_dry_run(work, tmp_path, case):
+    """(was: planned 72 jobs; the first pre-training job failed hours later)"""
+    env = snakemake_env()
+    if case == "missing-folder":
+        config, named = ["--config", "lms=[/nope/t5-base]"], "lms: /nope/t5-base: folder /nope/t5-base not found"
+    else:  # offline, with an HF cache that does not hold the paper's LMs
+        config, named = [], "lms: facebook/bart-base: checkpoint 'facebook/bart-base' not found offline"
+        env["HF_HOME"] = str(tmp_path / "empty-hf-home")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/default", "-n",
+                           "--configfile", "config/paper-image.yaml", *config], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and named in out and TRACEBACK not in out
+    assert not (work / "data").exists() and not (work / "logs").exists()
+
+
+def test_crashed_training_leaves_no_lock_behind(world, tmp_path, capsys):
+    from vladapter.train.workdir import LOCK_FILE, work_dir
+
+    run = tmp_path / "run"
+    rc = main(["train", "--prepared", str(world["prepared"]), "--features", str(world["features"]), "--tasks", "vqa",
+               "--tokenizer", str(world["tokenizer"]), "--steps", "6", "--batch-size", "4", "--lr", "1e15",
+               "--checkpoint-every", "2", "--out", str(run)])
+    assert_clean_error(rc, capsys.readouterr().err, "non-finite loss at step")
+    assert not (work_dir(run) / LOCK_FILE).exists()  # was left behind
+    assert not run.exists()
+
+
+def test_a_users_folder_without_a_file_says_where_the_file_comes_from(raw_nlvr2, tmp_path):
+    mine = tmp_path / "my-nlvr2"
+    shutil.copytree(raw_nlvr2 / "nlvr2", mine)
+    (mine / "train.json").unlink()
+    (mine / "images").mkdir()
+    proc = vladapter("prepare", "--dataset", "nlvr2", "--path", f"nlvr2={mine}", "--out", str(tmp_path / "out"),
+                     "--no-media-check")
+    assert_clean_error(proc.returncode, proc.stderr, "missing NLVR2 train statements", str(mine / "train.json"),
+                       "lil-lab/nlvr/", "nlvr2/data/train.json", "data.paths.nlvr2")
+    assert "vladapter download" not in proc.stderr  # (was suggested; it refuses to write into the user's folder)
+
+
+def test_an_error_in_a_config_flag_value_is_not_blamed_on_the_config_file(work):
+    rc, out = dry_run(work, "--config", "features={n_image_tokens: 0}")
+    assert rc != 0 and TRACEBACK not in out
+    assert "invalid config (--config):" in out  # was: invalid config (config/config.yaml)
+    assert "features.n_image_tokens: 0 is less than the minimum of 1 (given with --config)" in out
+    # a mistake in a file is still the file's
+    (work / "mine.yaml").write_text((work / "config" / "config.yaml").read_text() + "\nbogus_key: 1\n")
+    rc, out = dry_run(work, "--configfile", "mine.yaml", "--config", "world={kind: toy, seed: 1}")
+    message = out[out.index("invalid config ("):out.index("fix:")]
+    assert rc != 0 and f"invalid config ({work / 'mine.yaml'}):" in message and "--config" not in message
+
+
 # --- inputs that already got a clear error (kept working) ------------------------------------
 
 

@@ -11,7 +11,7 @@ nested form works.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -44,7 +44,7 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def config_problems(config: dict, schema_path: str | Path, config_files: Iterable[str | Path] = (),
-                    overrides: dict | None = None) -> str | None:
+                    overrides: Mapping | None = None) -> str | None:
     """What is wrong with ``config`` by the schema, as a message naming where each wrong
     value comes from (the config file(s), or ``--config`` for the keys in ``overrides``,
     Snakemake's --config values), each wrong key and the fix; None when it is valid. (The
@@ -87,7 +87,7 @@ def _given_with_config(overrides: dict, error) -> bool:
         path.append(error.instance)
     node = overrides
     for key in path:
-        if not isinstance(node, dict):
+        if not isinstance(node, Mapping):
             return True  # a value given with --config holds this key
         if key not in node:
             return False

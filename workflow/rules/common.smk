@@ -15,7 +15,7 @@ from vladapter.train import launch
 
 # Before any job: a wrong key or value stops here with a message naming it.
 if problems := config_problems(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles,
-                               workflow.config_settings.overwrite_config):
+                               dict(workflow.config_settings.config)):
     raise WorkflowError(problems)
 validate(config, "../schemas/config.schema.yaml")
 

@@ -31,11 +31,33 @@ def load_run_tokenizer(tokenizer: str | None, lm: str):
     return load_tokenizer(name)
 
 
-def feature_dim(features: Features, data: dict[str, TaskData]) -> int:
-    """The visual feature size, read from the first record's feature file."""
-    first = next(iter(data.values())).records[0]
-    feats, _, _ = features.visual(first)
-    return int(feats.shape[-1])
+def feature_dim(features: Features, data: dict[str, TaskData], expected: int | None = None) -> int | None:
+    """The visual feature size of the records' feature files, read from one record of each
+    feature source. Files of different sizes (features of two backbones), or of another size
+    than ``expected`` (the trained model's), are a DataError naming each file and its size:
+    a model reads one size. None when there are no records (and no ``expected``)."""
+    from vladapter.errors import DataError
+
+    first = {}
+    for td in data.values():
+        for record in td.records:
+            first.setdefault(record.source, record)
+    sizes = {}
+    for source, record in first.items():
+        feats, _, _ = features.visual(record)
+        sizes[features.path(source)] = int(feats.shape[-1])
+    listed = ", ".join(f"{path}: {dim}" for path, dim in sizes.items())
+    if len(set(sizes.values())) > 1:
+        raise DataError(f"the feature files of this run's records have different sizes ({listed}); one model "
+                        "reads features of one size", path=features.features,
+                        fix="extract every source with the same backbone and name it (--backbone NAME reads "
+                            "<source>.NAME.h5), or train on the tasks of one backbone's features")
+    dim = next(iter(sizes.values()), expected)
+    if expected is not None and dim != expected:
+        raise DataError(f"the model was trained on {expected}-d features, these are {dim}-d ({listed})",
+                        path=features.features,
+                        fix="evaluate on features of the backbone the run was trained on (--features, --backbone)")
+    return dim
 
 
 def n_visual_tokens(features: Features, tasks) -> int:

@@ -134,7 +134,7 @@ def _evaluate_model(model, info: dict, cfg: EvaluateConfig, predictions_dir: Pat
     average, submission_only, submissions)."""
     from vladapter.core.config import task_options
     from vladapter.core.inputs import Features, load_task_data
-    from vladapter.core.model import load_run_tokenizer
+    from vladapter.core.model import feature_dim, load_run_tokenizer
 
     from vladapter.evaluate.predict import predict
 
@@ -147,6 +147,7 @@ def _evaluate_model(model, info: dict, cfg: EvaluateConfig, predictions_dir: Pat
         scored = split == cfg.split
         folder = predictions_dir if scored else predictions_dir / split
         split_data = load_task_data(cfg.prepared, cfg.tasks, split, cfg.max_examples, options, allow_empty=True)
+        feature_dim(features, split_data, info["feat_dim"])  # the model's size, before generating
         for name, td in split_data.items():
             preds = predict(model, td.task, td.records, tokenizer, features, prefix=info["task_prefix"],
                             batch_size=cfg.batch_size, num_beams=cfg.num_beams,

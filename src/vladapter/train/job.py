@@ -1,6 +1,7 @@
 """One training job's skeleton, shared by `vladapter train` and `vladapter pretrain`.
 
-Both do the same around the loop: skip a finished run on --resume, join the DDP group,
+Both do the same around the loop: skip a finished run of the same settings on --resume
+(refuse to replace one of other settings unless told: --replace), join the DDP group,
 hold the run's work folder (vladapter.train.workdir), load tokenizer, data and features,
 seed and build the model, fit it, and let rank 0 publish the result with its info file
 last (its presence marks a finished run). What differs is a `Job`: which data, what is
@@ -45,10 +46,13 @@ class Job:
         raise NotImplementedError
 
 
-def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
+def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False, replace: bool = False) -> dict:
     """Train ``cfg``'s run as ``job`` describes into ``out``; returns what the info file records
     (plus the run's seconds and finishing time, which go to the log only: the same settings
-    give the same bytes, so DVC sees no change)."""
+    give the same bytes, so DVC sees no change).
+
+    A finished run already in ``out`` is left as it is with ``resume`` when its settings are
+    these; one of other settings is a ConfigError naming what differs, unless ``replace``."""
     import torch
 
     from vladapter.core.inputs import Features
@@ -59,9 +63,19 @@ def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False) -
     from vladapter.utils.io import write_json
 
     out = Path(out)
-    if resume and (out / job.info_file).is_file():
-        print(f"{out} is already finished; nothing to resume")
-        return json.loads((out / job.info_file).read_text())
+    finished_before = _finished(out / job.info_file)
+    if finished_before is not None:
+        differs = workdir.setting_differences(finished_before.get("config") or {}, to_dict(cfg))
+        if differs and not replace:
+            from vladapter.errors import ConfigError
+
+            raise ConfigError(
+                f"{out} holds a finished run of other settings ({'; '.join(differs)}): training would replace it"
+                f"{'' if not resume else ', and --resume cannot continue it'}; give another --out, or pass "
+                "--replace to train these settings in its place")
+        if resume and not differs:
+            print(f"{out} is already finished; nothing to resume")
+            return finished_before
 
     dist = init_distributed()
     try:
@@ -69,7 +83,7 @@ def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False) -
             tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
             features = Features(cfg.features, cfg.backbone, cfg.n_image_tokens, cfg.n_video_frames)
             data, n_vis = job.data(cfg, tokenizer, features)
-            feat_dim = feature_dim(features, data)
+            feat_dim = feature_dim(features, data)  # every feature file alike, before the model is built
 
             torch.manual_seed(cfg.seed)  # identical initialisation on every rank and every resume
             model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer), cfg.random_init)
@@ -97,3 +111,13 @@ def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False) -
         return {**info, "seconds": round(result.seconds, 2), "finished": finished}
     finally:
         shutdown(dist)
+
+
+def _finished(info: Path) -> dict | None:
+    """The info file of a finished run (None when there is none, or it is not one: unreadable)."""
+    if not info.is_file():
+        return None
+    try:
+        return json.loads(info.read_text())
+    except (OSError, ValueError):
+        return None

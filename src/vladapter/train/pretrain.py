@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="backbone folder (default: models/pretrain/<lm>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of --out's work folder "
                              "when the same run wrote it (vladapter.train.workdir)")
+    parser.add_argument("--replace", action="store_true",
+                        help="pre-train in place of a finished backbone of other settings in --out (refused without "
+                             "it, naming what differs)")
     parser.add_argument("--matching", action="store_true",
                         help="the matching stage: image-text matching alone (objectives [itm], or [itm, pair]) "
                              "with the section's `matching` keys over the others "
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         _check_matching_stage(cfg)
     folder = "pretrain-matching" if args.matching else "pretrain" if list(cfg.tasks) == ["pretrain"] else "pretrain-video"
     out = Path(args.out or Path("models") / folder / name_key(cfg.lm))
-    pretrain(cfg, out, resume=args.resume)
+    pretrain(cfg, out, resume=args.resume, replace=args.replace)
     return 0
 
 
@@ -106,10 +109,10 @@ class PretrainJob(Job):
         _save_backbone(model, out)
 
 
-def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict:
+def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False, replace: bool = False) -> dict:
     """Pre-train ``cfg.lm`` on the pre-training split (``cfg.tasks == ["pretrain"]``) or on
     downstream tasks' training data (other task keys); writes the backbone to ``out``."""
-    return run_job(PretrainJob(), cfg, out, resume)
+    return run_job(PretrainJob(), cfg, out, resume, replace)
 
 
 def _save_backbone(model, out: Path) -> None:

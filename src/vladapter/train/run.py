@@ -11,7 +11,9 @@ While it runs, its state is in the work folder beside it (vladapter.train.workdi
 ``.<out name>.partial/`` holds the lock against a second writer, the resumable
 checkpoints (``checkpoints/step-N/``) and the log so far; the run folder appears when the
 run has finished. Run it under `torchrun` for DDP (gloo on CPU, NCCL on GPU).
---resume continues a killed run from its last checkpoint to the same final weights.
+--resume continues a killed run from its last checkpoint to the same final weights. A
+finished run of other settings in --out is refused, naming what differs (--replace trains
+in its place).
 
 With --seeds (train.seeds) the run is trained once per seed into <out>/seed-<n>/, one
 after the other in this process (Python, torch and transformers start once).
@@ -35,7 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run folder (default: models/<lm>/<method>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint of --out's work folder when the same run wrote it "
-                             "(a finished run is left as is)")
+                             "(a finished run of the same settings is left as is)")
+    parser.add_argument("--replace", action="store_true",
+                        help="train in place of a finished run of other settings in --out (refused without it, "
+                             "naming what differs)")
     add_config_flags(parser, TrainConfig)
 
 
@@ -47,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig), settings=args.settings)
     out = Path(args.out or Path("models") / name_key(cfg.lm) / cfg.method)
     if cfg.seeds is None:
-        train(cfg, out, resume=args.resume)
+        train(cfg, out, resume=args.resume, replace=args.replace)
     for seed in cfg.seeds or []:
         print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
-        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume)
+        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume,
+              replace=args.replace)
     return 0
 
 
@@ -97,6 +103,8 @@ class TrainJob(Job):
         petl.save(model, out / ADAPTER_FILE)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train") -> dict:
-    """Train the run described by ``cfg`` into ``out``; returns what train.json records."""
-    return run_job(TrainJob(section), cfg, out, resume)
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train",
+          replace: bool = False) -> dict:
+    """Train the run described by ``cfg`` into ``out``; returns what train.json records. A
+    finished run of other settings in ``out`` is refused unless ``replace``."""
+    return run_job(TrainJob(section), cfg, out, resume, replace)

@@ -63,23 +63,14 @@ def run_lock(work: Path) -> Iterator[None]:
     """Hold the run's lock while the block runs; raise RunLockedError if another process holds it.
 
     The lock is an flock on ``<work>/lock``: the kernel releases it when its holder dies,
-    so a killed run never leaves a stale lock behind.
+    so a killed run never leaves a stale lock behind. When the block ends (finished,
+    refused or failed) the lock file goes, and so does the work folder if nothing else is
+    in it (no checkpoint, no log): a refused run leaves nothing behind. A process that
+    locked a file removed meanwhile takes the lock again on the path's new file.
     """
-    work.mkdir(parents=True, exist_ok=True)
     path = work / LOCK_FILE
-    handle = open(path, "a+")
+    handle = _lock(work, path)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RunLockedError(
-                f"{work.parent / run_name(work)} is being written by {holder} (lock: {path}); "
-                "a second writer would corrupt it: wait for that process to finish, or end it "
-                "(e.g. a job left running after snakemake was killed), then rerun") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
@@ -87,7 +78,51 @@ def run_lock(work: Path) -> Iterator[None]:
         handle.flush()
         yield
     finally:
+        if _same_file(path, handle):
+            path.unlink()
+        with contextlib.suppress(OSError):  # not empty (checkpoints to resume from), or gone
+            work.rmdir()
         handle.close()
+
+
+def _same_file(path: Path, handle) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _lock(work: Path, path: Path):
+    """The open lock file ``path``, flocked by this process (RunLockedError when another holds it)."""
+    while True:
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = open(path, "a+")
+        except FileNotFoundError:  # the folder was removed by the holder that just finished
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunLockedError(
+                f"{work.parent / run_name(work)} is being written by {holder} (lock: {path}); "
+                "a second writer would corrupt it: wait for that process to finish, or end it "
+                "(e.g. a job left running after snakemake was killed), then rerun") from None
+        if _same_file(path, handle):
+            return handle
+        handle.close()  # locked a file its holder removed on finishing: lock the one there now
+
+
+def setting_differences(before: dict, now: dict) -> list[str]:
+    """What differs between two runs' settings (``key: before -> now``), leaving out those that
+    only change how a run is carried out (RUNTIME_KEYS)."""
+    now = json.loads(json.dumps(now))  # as an info file gives it back
+    keys = sorted((set(before) | set(now)) - set(RUNTIME_KEYS))
+    return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys if before.get(k) != now.get(k)]
 
 
 def file_stamps(paths: Iterable[Path]) -> dict[str, list[int]]:
