@@ -1,9 +1,11 @@
 """Kills and second writers under the real workflow: a training job SIGKILLed mid-run
 resumes from its checkpoint when Snakemake is rerun, and ends with the weights of an
-uninterrupted run; a run folder being written by another process is refused clearly."""
+uninterrupted run; a run folder being written by another process is refused clearly;
+Ctrl-C during `vladapter prepare` over an older output leaves that output whole."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +20,7 @@ from safetensors.torch import load_file
 
 from vladapter.train.checkpoint import list_checkpoints
 from vladapter.train.workdir import run_lock, work_dir
-from workflow_helpers import copy_workflow, snakemake, snakemake_env
+from workflow_helpers import BIN, copy_workflow, snakemake, snakemake_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -93,3 +95,49 @@ def test_a_second_writer_is_refused_with_a_clear_message(work):
         holder.wait()
     with run_lock(work_dir(work / MODEL)):  # the lock died with its holder
         pass
+
+
+def _nlvr2(raw: Path, n: int) -> None:
+    """NLVR2 statements in the published layout: ``n`` each for train and dev, a few for test1."""
+    folder = raw / "nlvr2"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", n), ("dev", n), ("test1", 3)):
+        lines = (json.dumps({"identifier": f"{name}-{i}-0-0", "sentence": f"statement {i}",
+                             "label": "True" if i % 2 else "False"}) for i in range(count))
+        (folder / f"{name}.json").write_text("\n".join(lines) + "\n")
+
+
+def _prepared(folder: Path) -> dict:
+    """What a prepared folder holds: its summary's counts and each split file's lines."""
+    return {"summary": json.loads((folder / "summary.json").read_text())["counts"],
+            "lines": {s: len((folder / f"{s}.jsonl").read_bytes().splitlines()) for s in ("train", "val", "test")}}
+
+
+def test_ctrl_c_during_prepare_leaves_the_older_output_whole(tmp_path):
+    """(issue 28: was a new train.jsonl beside the old val.jsonl, summary.json still the old one's)"""
+    raw, out = tmp_path / "raw", tmp_path / "prepared"
+    args = [str(BIN / "vladapter"), "prepare", "--dataset", "nlvr2", "--raw", str(raw), "--out", str(out),
+            "--no-media-check"]
+    _nlvr2(raw, 10)
+    subprocess.run(args, check=True, capture_output=True, env=snakemake_env(), timeout=300)
+    older = _prepared(out / "nlvr2")
+    assert older["summary"] == older["lines"] == {"train": 10, "val": 10, "test": 3}
+
+    _nlvr2(raw, 30_000)  # the val split takes a while to write: Ctrl-C lands while it is written
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=snakemake_env())
+    deadline = time.monotonic() + 300
+    writing_val = False
+    while not writing_val and proc.poll() is None and time.monotonic() < deadline:
+        writing_val = any(p.name.startswith(("val.jsonl", ".val.jsonl")) and p != out / "nlvr2" / "val.jsonl"
+                          for p in out.rglob("*"))
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert writing_val and proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert _prepared(out / "nlvr2") == older  # the older output, as a whole
+    assert sorted(p.name for p in out.iterdir()) == ["nlvr2"]  # no temporary folder left
+
+    subprocess.run(args, check=True, capture_output=True, env=snakemake_env(), timeout=300)  # the rerun
+    newer = _prepared(out / "nlvr2")
+    assert newer["summary"] == newer["lines"] == {"train": 30_000, "val": 30_000, "test": 3}
