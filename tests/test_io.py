@@ -63,3 +63,24 @@ def test_whole_model_checkpoints_with_tied_weights_are_byte_identical(tmp_path):
     assert len(files) == 1
     loaded = VLModel.from_pretrained(tmp_path / "0")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_ctrl_c_during_a_folder_swap_takes_effect_after_it(tmp_path):
+    import os
+    import signal
+
+    from vladapter.utils.io import atomic_dir, signals_deferred
+
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "old.txt").write_text("old")
+    order = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the swap's renames
+            order.append("block ran to its end")
+    assert order == ["block ran to its end"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in (tmp_path / "out").iterdir()] == [
+        "new.txt"]

@@ -219,7 +219,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     files). On an exception (Ctrl-C included) the temporary directory is removed and
     ``path`` is left as it was. A previous ``path`` is moved aside before the rename and
     deleted after it, so a complete copy always exists; Ctrl-C or a termination signal
-    during the two renames takes effect after them. The folder gets mode 0777 less the
+    during the swap takes effect after it. The folder gets mode 0777 less the
     umask. A read-only folder or a full disk is a DataError naming the file under ``path``
     (not its temporary twin).
     """
@@ -245,14 +245,14 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.chmod(tmp, 0o777 & ~_umask())
-    old = None
-    with signals_deferred():
+    with signals_deferred():  # the swap and the old copy's removal: nothing left half done
+        old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
         os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -270,7 +270,8 @@ def signals_deferred(signals=("SIGINT", "SIGTERM")) -> Iterator[None]:
     previous = {}
     for name in signals:
         number = getattr(signal, name)
-        previous[number] = signal.signal(number, lambda signum, frame: caught.append((signum, frame)))
+        if signal.getsignal(number) is not None:  # None: a handler not set from Python, left alone
+            previous[number] = signal.signal(number, lambda signum, frame: caught.append((signum, frame)))
     try:
         yield
     finally:
