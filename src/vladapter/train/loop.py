@@ -104,7 +104,7 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
 
     train_model = model
     if cfg.grad_checkpointing:
-        getattr(model, "lm", model).gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable()
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
