@@ -20,6 +20,7 @@ from vladapter.core.config import TrainConfig, to_dict
 
 if TYPE_CHECKING:
     from vladapter.core.inputs import Features, TaskData
+    from vladapter.train.dist import DistInfo
 
 
 @dataclass
@@ -45,16 +46,19 @@ class Job:
         raise NotImplementedError
 
 
-def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
+def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False, dist: DistInfo | None = None) -> dict:
     """Train ``cfg``'s run as ``job`` describes into ``out``; returns what the info file records
     (plus the run's seconds and finishing time, which go to the log only: the same settings
-    give the same bytes, so DVC sees no change)."""
+    give the same bytes, so DVC sees no change).
+
+    ``dist``: the process group this process already joined (several runs in one process,
+    e.g. the seeds of `vladapter train`, share one); None: join it here and leave it after."""
     import torch
 
     from vladapter.core.inputs import Features
     from vladapter.core.model import build_model, feature_dim, load_run_tokenizer, set_dropout
     from vladapter.train import workdir
-    from vladapter.train.dist import init_distributed, shutdown
+    from vladapter.train.dist import barrier, init_distributed, shutdown
     from vladapter.train.loop import fit
     from vladapter.utils.io import write_json
 
@@ -63,7 +67,8 @@ def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False) -
         print(f"{out} is already finished; nothing to resume")
         return json.loads((out / job.info_file).read_text())
 
-    dist = init_distributed()
+    own_group = dist is None
+    dist = init_distributed() if own_group else dist
     try:
         with workdir.writing(out, dist.is_main, resume) as work:
             tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
@@ -94,6 +99,8 @@ def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False) -
                 write_json(out / job.info_file, info)  # last: a finished run
                 print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {finished}")
                 workdir.discard(work)
+        barrier(dist)  # every rank leaves the run together: the next one's collectives stay in step
         return {**info, "seconds": round(result.seconds, 2), "finished": finished}
     finally:
-        shutdown(dist)
+        if own_group:
+            shutdown(dist)

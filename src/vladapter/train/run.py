@@ -14,7 +14,8 @@ run has finished. Run it under `torchrun` for DDP (gloo on CPU, NCCL on GPU).
 --resume continues a killed run from its last checkpoint to the same final weights.
 
 With --seeds (train.seeds) the run is trained once per seed into <out>/seed-<n>/, one
-after the other in this process (Python, torch and transformers start once).
+after the other in this process (Python, torch and transformers start once; under
+torchrun the process group is joined once for all seeds).
 """
 
 from __future__ import annotations
@@ -44,13 +45,21 @@ def run(args: argparse.Namespace) -> int:
 
     from vladapter.experiments import seed_dir
 
+    from vladapter.train.dist import init_distributed, shutdown
+
     cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig), settings=args.settings)
     out = Path(args.out or Path("models") / name_key(cfg.lm) / cfg.method)
-    if cfg.seeds is None:
-        train(cfg, out, resume=args.resume)
-    for seed in cfg.seeds or []:
-        print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
-        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume)
+    dist = init_distributed()
+    try:
+        if cfg.seeds is None:
+            train(cfg, out, resume=args.resume, dist=dist)
+        for seed in cfg.seeds or []:
+            if dist.is_main:
+                print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
+            train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume,
+                  dist=dist)
+    finally:
+        shutdown(dist)
     return 0
 
 
@@ -97,6 +106,7 @@ class TrainJob(Job):
         petl.save(model, out / ADAPTER_FILE)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train") -> dict:
-    """Train the run described by ``cfg`` into ``out``; returns what train.json records."""
-    return run_job(TrainJob(section), cfg, out, resume)
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train", dist=None) -> dict:
+    """Train the run described by ``cfg`` into ``out``; returns what train.json records.
+    ``dist``: the process group already joined (vladapter.train.job.run_job)."""
+    return run_job(TrainJob(section), cfg, out, resume, dist)
