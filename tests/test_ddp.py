@@ -79,7 +79,7 @@ def test_a_stop_signal_to_the_process_group_checkpoints_and_torchrun_exits_75(wo
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not re.search(rb"\| +[1-9]\d*/40 ", bytes(err)) and proc.poll() is None:
+    while time.monotonic() < deadline and not re.search(rb"\| +[1-9]\d*/30 ", bytes(err)) and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be signalled: " + err.decode(errors="replace")[-3000:]
     os.killpg(proc.pid, signal.SIGTERM)
@@ -115,3 +115,53 @@ def assert_same_training(single: Path, double: Path, steps: int) -> None:
 def read_tsv(path: Path) -> list[float]:
     rows = path.read_text().split("\n")[1:]
     return [float(r.split("\t")[-1]) for r in rows if r.strip()]
+
+
+RESUME_POINT = """
+import sys, time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from vladapter.train.dist import DistInfo
+from vladapter.train.loop import _resume_point
+
+rank, work, store = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2, timeout=timedelta(seconds=20))
+if rank == 1:
+    time.sleep(2)  # a slower rank: rank 0 has looked at the checkpoint long before
+found = _resume_point(work, {"run": "this one"}, DistInfo(rank, 2))
+total = torch.tensor([rank + 1])
+dist.all_reduce(total)  # the run's next collective (DDP's first broadcast)
+print(f"rank {rank}: {found} {int(total)}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_a_stale_checkpoint_is_left_by_every_rank_together_when_one_is_late(tmp_path):
+    """--resume finds a checkpoint another run wrote: rank 0 decides, every rank hears it, and
+    it is deleted only when all have (a late rank found it deleted already, skipped the
+    barrier rank 0 waited at, and the ranks' collectives went out of step)."""
+    from vladapter.train import checkpoint as ckpt
+    from vladapter.train.optim import build_optimizer, build_scheduler
+
+    work = tmp_path / ".run.partial"
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(model, 1e-3, 0.0, 1e-8)
+    ckpt.save_checkpoint(work, 4, 4, model, optimizer, build_scheduler(optimizer, 8, 0.1), [torch.get_rng_state()],
+                         extra={"producer": {"run": "another one"}})
+    procs = [subprocess.Popen([sys.executable, "-c", RESUME_POINT, str(rank), str(work), str(tmp_path / "store")],
+                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outs = []
+    for proc in procs:
+        try:
+            outs.append(proc.communicate(timeout=120))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            outs.append(proc.communicate())
+    assert [p.returncode for p in procs] == [0, 0], [err[-1500:] for _, err in outs]
+    assert outs[0][0].splitlines()[-1] == "rank 0: None 3" and outs[1][0].splitlines()[-1] == "rank 1: None 3"
+    assert "not resuming from" in outs[0][0] and "not resuming" not in outs[1][0]
+    assert ckpt.list_checkpoints(work) == []

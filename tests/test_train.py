@@ -178,7 +178,6 @@ def test_a_task_batch_smaller_than_the_processes_is_refused():
     import yaml
 
     from vladapter import experiments
-    from vladapter.core.config import check_world_size
 
     config = yaml.safe_load((REPO / "config" / "paper-image.yaml").read_text())
     experiments.check_config(config)
@@ -191,6 +190,8 @@ def test_a_task_batch_smaller_than_the_processes_is_refused():
     config["train"]["batch_size"] = 47
     experiments.check_config(config)
     # the same check in every training process (a torchrun started by hand)
+    from vladapter.core.config import check_world_size
+
     with pytest.raises(ConfigError, match=r"batch_size: 1 .* than the 4 processes .*\(gqa 2, vqa 1;"):
         check_world_size({"vqa": 1.0, "gqa": 100 / 60}, 1, 4)
 
@@ -238,15 +239,17 @@ def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path, uninterrupt
 @pytest.mark.faults
 def test_stop_signal_checkpoints_and_exits_so_a_rerun_continues(world, tmp_path, uninterrupted):
     """SLURM's warning before a time limit (--signal=TERM@...): checkpoint now, exit 75,
-    resume later. (SIGUSR1 is handled the same way.)"""
+    resume later. (SIGUSR1 is handled the same way.) SLURM signals every process of the job
+    step, the 2 DataLoader workers too: they carry on (a worker that died made the run fail
+    before it could checkpoint)."""
     sig = signal.SIGTERM
     run = tmp_path / "run"
-    proc = subprocess.Popen(train_args(world, run, *RESUMABLE), env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(train_args(world, run, *RESUMABLE, "--num-workers", "2"), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list_checkpoints(work_dir(run)):
         time.sleep(0.05)
-    proc.send_signal(sig)
+    os.killpg(proc.pid, sig)  # the whole process group: the run and its loader workers
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err[-2000:]
     stopped = re.search(rf"stopped at step (\d+) of 24 on {sig.name}", err)
