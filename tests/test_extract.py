@@ -223,3 +223,33 @@ def test_toy_resnet_folder_extracts_its_last_conv_map(tmp_path):
         np.testing.assert_allclose(f["pooled/img1"][()], p[0].numpy(), atol=2e-3)
         # the loaded tower is the saved one (not a fresh initialisation)
         torch.testing.assert_close(saved, g, atol=1e-5, rtol=0)
+
+
+def test_signature_records_device_and_precision_so_a_gpu_run_is_not_resumed_on_cpu(tmp_path, clip_dir, capsys):
+    """Features computed under a GPU's bf16 autocast differ from the CPU's fp32 ones: the
+    file's signature says where and how they were computed, and shards an interrupted run
+    left on another device are discarded, not merged."""
+    import json
+
+    from vladapter.features.h5writer import SIGNATURE, ResumableH5Writer
+
+    for i in range(4):
+        write_image(tmp_path / "images" / f"im{i}.png", seed=i)
+    backbone = load_backbone(str(clip_dir))
+    out = tmp_path / "src.tinyclip.h5"
+    extract_features(backbone, out, images=list_images(tmp_path / "images"), workers=2, progress=False)
+    with h5py.File(out) as f:
+        assert (f.attrs["device"], f.attrs["precision"]) == ("cpu", "fp32")
+        signature = json.loads(f.attrs[SIGNATURE])
+    out.unlink()
+
+    # what an interrupted run on a GPU leaves: shards with its own signature
+    gpu = ResumableH5Writer(out, {**signature, "device": "cuda", "precision": "bf16"}, flush_every=1)
+    for i in range(2):
+        gpu.add(f"im{i}", np.zeros((16, 64), np.float16), extra={"pooled": np.zeros(24, np.float16)})
+    gpu.flush()
+    report = extract_features(backbone, out, images=list_images(tmp_path / "images"), workers=0, progress=False)
+    assert (report.kept, report.written) == (0, 4)
+    assert "discarding the unfinished run" in capsys.readouterr().out
+    with h5py.File(out) as f:
+        assert np.abs(f["im0"][()]).max() > 0  # computed here, not the GPU run's zeros

@@ -129,6 +129,73 @@ def test_fp16_with_grad_scaler_and_gradient_checkpointing_train(world, tmp_path)
     assert info["config"]["precision"] == "fp16" and np.isfinite(info["final_loss"])
 
 
+def test_precision_auto_is_fp16_on_a_gpu_without_native_bf16(monkeypatch):
+    """A V100 (compute capability 7.0) reports bf16 as supported when emulation counts; auto
+    must take fp16 (with the GradScaler) there, and bf16 on an A100 (8.0)."""
+    from vladapter.core.model import resolve_precision
+
+    capability = {"value": (7, 0)}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability["value"])
+    # torch's rule: native from 8.0 on; below that, emulated bf16 counts unless told not to
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: capability["value"] >= (8, 0) or including_emulation)
+    gpu = torch.device("cuda", 0)
+    assert resolve_precision("auto", gpu) == torch.float16
+    capability["value"] = (8, 0)
+    assert resolve_precision("auto", gpu) == torch.bfloat16
+    assert resolve_precision("auto", torch.device("cpu")) is None
+    assert resolve_precision("bf16", gpu) == torch.bfloat16  # asked for: taken as it is
+
+
+def test_checkpoint_keeps_the_grad_scaler_state(tmp_path):
+    """An fp16 run resumes with the loss scale it had (a fresh scaler starts at 2^16 and
+    overflows, skipping steps, until it has backed off again)."""
+    from vladapter.train import checkpoint as ckpt
+    from vladapter.train.optim import build_scheduler
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = build_optimizer(model, 1e-3, 0.0, 1e-8)
+    scheduler = build_scheduler(optimizer, 10, 0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=5)
+    for _ in range(3):  # three good steps: the growth tracker counts them
+        scaler.scale(model(torch.ones(1, 3)).sum()).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    scaler.update(new_scale=256.0)
+    saved = scaler.state_dict()
+    path = ckpt.save_checkpoint(tmp_path, 3, 3, model, optimizer, scheduler, [torch.get_rng_state()], scaler=scaler)
+    fresh = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=5)
+    ckpt.load_checkpoint(path, model, optimizer, scheduler, scaler=fresh)
+    assert fresh.state_dict() == saved and saved["scale"] == 256.0 and saved["_growth_tracker"] == 3
+
+
+def test_a_task_batch_smaller_than_the_processes_is_refused():
+    """NLVR2's batch is 20/60 of the base: base 32 on 16 GPUs gives 11 rows, and 5 ranks would
+    get none. The workflow's config check refuses it, naming the key, the task and the fix."""
+    import copy
+
+    import yaml
+
+    from vladapter import experiments
+
+    config = yaml.safe_load((REPO / "config" / "paper-image.yaml").read_text())
+    experiments.check_config(config)
+    config = copy.deepcopy(config)
+    config["train"]["batch_size"] = 32
+    config["resources"]["train"].update(gpu=8, nodes=2)
+    with pytest.raises(ConfigError, match=r"train\.batch_size: 32 gives batches of fewer rows than the 16 processes "
+                                          r"training together \(nlvr 11;.*at least 47"):
+        experiments.check_config(config)
+    config["train"]["batch_size"] = 47
+    experiments.check_config(config)
+    # the same check in every training process (a torchrun started by hand)
+    from vladapter.core.config import check_world_size
+
+    with pytest.raises(ConfigError, match=r"batch_size: 1 .* than the 4 processes .*\(gqa 2, vqa 1;"):
+        check_world_size({"vqa": 1.0, "gqa": 100 / 60}, 1, 4)
+
+
 # --- end to end: resume after a kill, NaN ---------------------------------------------------
 
 RESUMABLE = ["--steps", "24", "--checkpoint-every", "4", "--keep-checkpoints", "2"]
@@ -172,15 +239,17 @@ def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path, uninterrupt
 @pytest.mark.faults
 def test_stop_signal_checkpoints_and_exits_so_a_rerun_continues(world, tmp_path, uninterrupted):
     """SLURM's warning before a time limit (--signal=TERM@...): checkpoint now, exit 75,
-    resume later. (SIGUSR1 is handled the same way.)"""
+    resume later. (SIGUSR1 is handled the same way.) SLURM signals every process of the job
+    step, the 2 DataLoader workers too: they carry on (a worker that died made the run fail
+    before it could checkpoint)."""
     sig = signal.SIGTERM
     run = tmp_path / "run"
-    proc = subprocess.Popen(train_args(world, run, *RESUMABLE), env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(train_args(world, run, *RESUMABLE, "--num-workers", "2"), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list_checkpoints(work_dir(run)):
         time.sleep(0.05)
-    proc.send_signal(sig)
+    os.killpg(proc.pid, sig)  # the whole process group: the run and its loader workers
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err[-2000:]
     stopped = re.search(rf"stopped at step (\d+) of 24 on {sig.name}", err)

@@ -83,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         top.error(f"unknown command {command!r} (choose from: {', '.join(COMMANDS)})")
     args = build_parser(command).parse_args(rest)
+    code = _run(command, args, VladapterError)
+    if code:
+        from vladapter.train.launch import report_exit
+
+        report_exit(code)  # under vladapter's torchrun: the code it exits with (75: rerun to resume)
+    return code
+
+
+def _run(command: str, args: argparse.Namespace, VladapterError: type) -> int:
     try:
         return int(args._run(args) or 0)
     except VladapterError as e:

@@ -232,9 +232,9 @@ def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None
                 raise ConfigError(f"backbone.{modality}: folder {spec} not found (and no rule makes it); "
                                   f"name an existing CLIP folder or a Hugging Face CLIP checkpoint")
     check_lms(config)
-    for run in runs(config):
-        job_settings(config, "train", lm=run.lm, modality=run.modality, method=run.method,
-                     tasks=tasks(config, run.modality))
+    jobs = [("train.video" if run.modality == "video" else "train", job_settings(config, "train", lm=run.lm, modality=run.modality,
+                                                    method=run.method, tasks=tasks(config, run.modality)))
+            for run in runs(config)]
     overrides = (config.get("train") or {}).get("method_overrides") or {}
     if overrides:
         from vladapter.petl.method import resolve
@@ -245,9 +245,35 @@ def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None
             except ConfigError as e:
                 raise ConfigError(f"train.method_overrides: {e}") from None
     if config["pretrain"]["enabled"]:
-        job_settings(config, "pretrain", lm="lm", tasks=["pretrain"])
+        jobs.append(("pretrain", job_settings(config, "pretrain", lm="lm", tasks=["pretrain"])))
         if (config["pretrain"].get("matching") or {}).get("enabled"):
-            job_settings(config, "matching", lm="lm", tasks=["pretrain"])
+            jobs.append(("pretrain.matching", job_settings(config, "matching", lm="lm", tasks=["pretrain"])))
         if video_pretraining(config):
-            job_settings(config, "video", lm="lm", modality="video", tasks=video_pretraining(config))
+            jobs.append(("pretrain.video", job_settings(config, "video", lm="lm", modality="video",
+                                                        tasks=video_pretraining(config))))
     job_settings(config, "evaluate")
+    check_batches_fit_processes(config, jobs)
+
+
+def check_batches_fit_processes(config: Mapping[str, Any], jobs: list[tuple[str, dict[str, Any]]]) -> None:
+    """Every task batch of every training job (``jobs``: (config section, its settings)) has a
+    row for each of its processes (resources.train: nodes x GPUs per node), else ConfigError
+    naming the key and the task."""
+    from vladapter.core.config import check_world_size
+    from vladapter.errors import ConfigError
+    from vladapter.tasks import get_task
+
+    train = config["resources"]["train"]
+    world = int(train.get("nodes", 1)) * max(1, int(train.get("gpu", 0)))
+    if world == 1:
+        return
+    from vladapter.tasks.pretrain import batch_scales
+
+    for job, settings in jobs:
+        scales = {}
+        for t in settings["tasks"]:
+            scales.update(batch_scales() if t == "pretrain" else {t: get_task(t).batch_scale})
+        try:
+            check_world_size(scales, settings["batch_size"], world, key=f"{job}.batch_size")
+        except ConfigError as e:
+            raise ConfigError(f"{e} (resources.train: {world} processes)") from None

@@ -90,7 +90,7 @@ def launcher(wildcards):
     """Multi-GPU jobs run under torchrun (DDP), one process per GPU, on every node of the
     job (vladapter.train.launch); others run directly. `exec`: the job's shell becomes the
     training (or torchrun) process, so a stop signal reaches it and nothing ends before it."""
-    return f"exec {launch.launcher(TRAIN_NODES, TRAIN_GPUS)}"
+    return f"exec {launch.launcher(TRAIN_NODES, TRAIN_GPUS, train_threads())}"
 
 
 # --- raw data: downloads, or the folders the user already has (config `data`) ---------

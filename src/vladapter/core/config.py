@@ -271,6 +271,24 @@ def check_tasks(tasks: list[str], key: str, allowed: tuple[str, ...] = ()) -> No
         raise ConfigError(f"{key}: unknown task keys {unknown} (known: {', '.join([*TASK_MODULES, *allowed])})")
 
 
+def check_world_size(scales: dict[str, float], base: int, world_size: int, key: str = "batch_size") -> None:
+    """ConfigError when a task's global batch (``base`` x its batch scale) has fewer rows than
+    the ``world_size`` processes training together: a process would get an empty shard of
+    it, and the others would wait for that process forever."""
+    from vladapter.tasks.base import scaled_batch_size
+
+    small = {t: scaled_batch_size(base, s) for t, s in sorted(scales.items())
+             if scaled_batch_size(base, s) < world_size}
+    if small:
+        need = base
+        while any(scaled_batch_size(need, s) < world_size for s in scales.values()):
+            need += 1
+        batches = ", ".join(f"{t} {b}" for t, b in small.items())
+        raise ConfigError(f"{key}: {base} gives batches of fewer rows than the {world_size} processes training "
+                          f"together ({batches}; each process needs a row of every batch); raise {key} to at least "
+                          f"{need} or train on fewer GPUs")
+
+
 def check_n_image_tokens(n: int, key: str) -> None:
     """Image grids are pooled to a square: ``n`` must be 1, 4, 9, 16, 36, ..."""
     side = math.isqrt(n) if n > 0 else 0

@@ -138,9 +138,12 @@ def load_trained(run_dir: str | Path, device: torch.device | str = "cpu"):
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``precision`` on ``device`` (None: float32, no autocast).
 
-    auto: bf16 on a GPU that has it, fp16 (with a GradScaler) on one that does not, fp32 on CPU.
+    auto: bf16 on a GPU that computes it natively, fp16 (with a GradScaler) on one that does
+    not (V100, T4), fp32 on CPU (vladapter.utils.precision).
     """
     import torch
+
+    from vladapter.utils.precision import auto_dtype
 
     if precision == "fp32":
         return None
@@ -148,6 +151,4 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return torch.bfloat16
     if precision == "fp16":
         return torch.float16
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return auto_dtype(device)

@@ -62,7 +62,7 @@ def predict(model, task: Task, records: Sequence[Record], tokenizer, features: F
         if candidates[0] is not None:
             with autocast:
                 scores = candidate_log_likelihoods(model, batch, candidates, tokenizer)
-            preds.extend(c[int(j)] for c, j in zip(candidates, scores.argmax(1)))
+            preds.extend(c[j] for c, j in zip(candidates, scores.argmax(1).tolist()))  # one copy per batch
         else:
             with autocast:
                 ids = model.generate(**{k: batch[k] for k in MODEL_INPUTS}, task=batch["task"],

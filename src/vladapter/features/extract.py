@@ -4,9 +4,13 @@ Images (a folder, searched recursively for .jpg/.jpeg/.png; id = file stem): one
 dataset per id with the grid/patch tokens (n_patches, dim), and group pooled/<id> with the
 pooled vector. Sampled frames (a frames HDF5 from `vladapter sample-frames`): one float16
 (T, pooled_dim) dataset per video id, timestamps copied. Images are decoded and resized in
-DataLoader worker processes; the model runs batched under torch.inference_mode (bf16
-autocast on GPU). Resumable: ids done by an earlier, interrupted run are not recomputed,
-and the output file appears only when complete.
+DataLoader worker processes, which hand over uint8 tensors (on GPU pinned, copied
+asynchronously: a quarter of the bytes of float pixels); normalisation runs on the device,
+and the model batched under torch.inference_mode (autocast on GPU: bf16 where native,
+fp16 on older GPUs). Resumable: ids done by an earlier, interrupted run are not
+recomputed, and the output file appears only when complete. The file's signature records
+the device type and precision, so an interrupted run is not resumed on another (a GPU's
+bf16 features merged with a CPU's fp32 ones).
 """
 
 from __future__ import annotations
@@ -56,8 +60,8 @@ def list_images(folder: str | Path) -> dict[str, Path]:
 
 
 class ImageCrops:
-    """Item i -> (i, uint8 (1, S, S, 3) crop) or (i, error message) for an unreadable image.
-    A map-style dataset for torch's DataLoader (``__getitem__`` and ``__len__``)."""
+    """Item i -> (i, uint8 tensor (1, S, S, 3) crop, None) or (i, None, error message) for an
+    unreadable image. A map-style dataset for torch's DataLoader (``__getitem__`` and ``__len__``)."""
 
     def __init__(self, paths: list[Path], preprocess: ClipPreprocess):
         self.paths, self.preprocess = paths, preprocess
@@ -66,18 +70,19 @@ class ImageCrops:
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        import torch
         from PIL import Image
 
         try:
             with Image.open(self.paths[i]) as image:
-                return i, self.preprocess.pixels(image)[None], None
+                return i, torch.from_numpy(self.preprocess.pixels(image)[None]), None
         except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt/truncated files
             return i, None, f"cannot read image ({e})"
 
 
 class FrameCrops:
-    """Item i -> (i, uint8 (T, S, S, 3) crops of video ids[i], timestamps). The HDF5 file is
-    opened lazily in each worker process (h5py handles must not cross a fork)."""
+    """Item i -> (i, uint8 tensor (T, S, S, 3) crops of video ids[i], timestamps). The HDF5
+    file is opened lazily in each worker process (h5py handles must not cross a fork)."""
 
     def __init__(self, frames_path: Path, ids: list[str], preprocess: ClipPreprocess):
         self.frames_path, self.ids, self.preprocess = frames_path, ids, preprocess
@@ -94,9 +99,11 @@ class FrameCrops:
             frames = decode_frames(ds[()], ds.attrs["offsets"])
         else:  # raw uint8 (T, H, W, 3)
             frames = ds[()]
+        import torch
+
         if frames.shape[1:3] != (self.preprocess.size, self.preprocess.size):
             frames = np.stack([self.preprocess.pixels(f) for f in frames])
-        return i, frames, ds.attrs["timestamps"]
+        return i, torch.from_numpy(np.ascontiguousarray(frames)), ds.attrs["timestamps"]
 
 
 @dataclass
@@ -108,7 +115,7 @@ class ExtractReport:
 
 
 def _as_is(item):
-    """Keep worker items as numpy (normalisation happens batched, in the main process)."""
+    """Keep worker items as they are (one item per id; batched in the main process)."""
     return item
 
 
@@ -125,11 +132,13 @@ def _batches(loader, batch_size: int) -> Iterator[list[tuple]]:
         yield batch
 
 
-def _encode(backbone: VisionBackbone, crops: list[np.ndarray], device: torch.device):
+def _encode(backbone: VisionBackbone, crops: list[torch.Tensor], device: torch.device, dtype: torch.dtype | None):
+    """uint8 crops (pinned on GPU) -> float16 numpy (grid, pooled): copied as uint8,
+    normalised on ``device``, encoded under autocast ``dtype`` (None: float32)."""
     import torch
 
-    pixels = backbone.preprocess.normalise(np.concatenate(crops)).to(device, non_blocking=True)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    pixels = backbone.preprocess.normalise(torch.cat([c.to(device, non_blocking=True) for c in crops]))
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     with autocast:
         grid, pooled = backbone.encode(pixels)
     return grid.float().cpu().numpy().astype(np.float16), pooled.float().cpu().numpy().astype(np.float16)
@@ -149,16 +158,20 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
     from torch.utils.data import DataLoader
 
     from vladapter.utils.digest import state_digest
+    from vladapter.utils.precision import auto_dtype, precision_name
 
     if (images is None) == (frames is None):
         raise ValueError("give exactly one of images= or frames=")
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     device = torch.device(device)
+    dtype = auto_dtype(device)
     # the weights' content hash too: a backbone retrained under the same name and config
-    # must not have its stale features merged with new ones
+    # must not have its stale features merged with new ones; and where and in what
+    # precision they are computed (bf16 on a GPU differs from fp32 on the CPU)
     attrs = {"backbone": backbone.name, "config": backbone.config, "preprocessing": backbone.preprocess.to_dict(),
-             "weights_sha256": state_digest(backbone.module)}
+             "weights_sha256": state_digest(backbone.module), "device": device.type,
+             "precision": precision_name(dtype)}
     if images is not None:
         attrs.update(kind="grid", grid=list(backbone.grid), dim=backbone.dim, pooled_dim=backbone.pooled_dim)
         all_ids = list(images)
@@ -191,7 +204,7 @@ def extract_features(backbone: VisionBackbone, output: str | Path, images: dict[
                 else:
                     good.append((i, crops, extra))
             if good:
-                grid, pooled = _encode(backbone, [c for _, c, _ in good], device)
+                grid, pooled = _encode(backbone, [c for _, c, _ in good], device, dtype)
                 start = 0
                 for i, crops, extra in good:
                     n = len(crops)

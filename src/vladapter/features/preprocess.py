@@ -57,13 +57,14 @@ class ClipPreprocess:
         return resize_and_crop(image, self.size)
 
     def normalise(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 ``(..., H, W, 3)`` crops -> float32 ``(..., 3, H, W)`` normalised tensor."""
+        """uint8 ``(..., H, W, 3)`` crops -> float32 ``(..., 3, H, W)`` normalised tensor, on
+        the device of ``crops`` (a tensor) or the CPU (an array)."""
         import torch  # here, not at the top: `vladapter sample-frames --help` stays fast
 
-        x = torch.as_tensor(np.asarray(crops)).to(torch.float32).div_(255.0)
-        x = x.movedim(-1, -3)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
+        x = crops if isinstance(crops, torch.Tensor) else torch.as_tensor(np.asarray(crops))
+        x = x.to(torch.float32).div_(255.0).movedim(-1, -3)
+        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
         return (x - mean) / std
 
     def __call__(self, image: Image.Image | np.ndarray) -> torch.Tensor:

@@ -11,6 +11,7 @@ need (the batch's task key, where the text sits in the sequence) lives in one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,13 @@ class ForwardContext:
         finally:
             for k, v in old.items():
                 setattr(self, k, v)
+
+    def checkpoint_contexts(self):
+        """``context_fn`` of torch.utils.checkpoint: the recomputation of a checkpointed layer
+        runs in backward, after :meth:`use` has reset the values, so it gets the values of the
+        forward it recomputes (its task's PETL modules, T5's text-only position bias)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return contextlib.nullcontext(), self.use(**values)
 
 
 _HF_CLASSES = {"t5": "T5ForConditionalGeneration", "bart": "BartForConditionalGeneration"}
@@ -114,6 +122,12 @@ class VLModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.visual.img_order.weight.device
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute the language model's layer activations in backward (less memory). The
+        recomputation sees this model's :class:`ForwardContext` as the forward did."""
+        self.lm.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": self.context.checkpoint_contexts})
 
     # --- encoder input -------------------------------------------------------------------
     def _text_positions_only(self, module, args, output):

@@ -26,6 +26,11 @@ class Example:
     weight: float = 1.0
 
 
+def scaled_batch_size(base: int, scale: float) -> int:
+    """round(base x scale), at least 1: a task's batch size from the base batch size."""
+    return max(1, round(base * scale))
+
+
 class Task:
     """Base class. Subclasses set the class attributes and override what differs.
 
@@ -43,6 +48,10 @@ class Task:
     batch_scale: float = 1.0      # per-task batch size = round(base batch x scale)
     metric: str = "accuracy"      # the headline metric key in `score`'s result
     modality: str = "image"       # image | video
+
+    def batch_size(self, base: int) -> int:
+        """This task's global batch size for the base batch size ``base``."""
+        return scaled_batch_size(base, self.batch_scale)
 
     # --- text -------------------------------------------------------------------------
     def source_text(self, record: Record, prefix: bool) -> str:

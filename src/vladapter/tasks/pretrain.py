@@ -184,3 +184,10 @@ def objectives(names: Sequence[str], records: Sequence[Record], sentinels: bool,
             "pair": PairObjective}
     data = {n: kinds[KIND[n]] if n != "pair" else image_pairs(kinds["caption"], seed) for n in names}
     return {n: (make[n](), data[n]) for n in names if data[n]}
+
+
+def batch_scales() -> dict[str, float]:
+    """Objective name -> its batch scale (each objective's batches are a task's batches)."""
+    classes = {"span": SpanObjective, "prefix": PrefixObjective, "itm": MatchObjective, "qa": QAObjective,
+               "pair": PairObjective}
+    return {n: classes[n].batch_scale for n in OBJECTIVES}

@@ -7,7 +7,8 @@ vladapter.train.workdir) written atomically:
                         index), torch RNG states (CPU, and CUDA when the run is on a
                         GPU; one per rank)
     state.json          step, micro-batch position, parameter names, optimiser param
-                        groups, scheduler state, the producer (vladapter.train.workdir)
+                        groups, scheduler state, the GradScaler's loss scale (fp16 runs),
+                        the producer (vladapter.train.workdir)
 
 Loading it into the same model, optimiser and scheduler continues the run exactly: an
 interrupted and resumed run ends with the same weights as an uninterrupted one.
@@ -57,7 +58,8 @@ def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter
 def save_checkpoint(work: str | Path, step: int, micro: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler, rng_states: list[torch.Tensor],
                     extra: dict | None = None, keep: int = 1,
-                    cuda_rng_states: list[torch.Tensor] | None = None) -> Path:
+                    cuda_rng_states: list[torch.Tensor] | None = None,
+                    scaler: torch.amp.GradScaler | None = None) -> Path:
     """Write the checkpoint of ``step`` atomically and prune to the newest ``keep``."""
     params = trainable_parameters(model)
     tensors = {f"param.{name}": p.detach().cpu().contiguous() for name, p in params.items()}
@@ -73,6 +75,8 @@ def save_checkpoint(work: str | Path, step: int, micro: int, model: torch.nn.Mod
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     meta = {"step": step, "micro": micro, "parameters": list(params), "param_groups": groups,
             "scheduler": sched, **(extra or {})}
+    if scaler is not None and scaler.is_enabled():  # fp16: the loss scale and its growth tracker
+        meta["grad_scaler"] = scaler.state_dict()
     target = checkpoint_dir(work, step)
     with atomic_dir(target) as tmp:
         save_file(tensors, str(tmp / STATE_TENSORS))
@@ -83,9 +87,10 @@ def save_checkpoint(work: str | Path, step: int, micro: int, model: torch.nn.Mod
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler, rank: int = 0) -> dict:
-    """Restore parameters, optimiser, scheduler and this rank's RNGs (CPU; CUDA when both the
-    checkpoint and this process have it); returns state.json."""
+                    scheduler, rank: int = 0, scaler: torch.amp.GradScaler | None = None) -> dict:
+    """Restore parameters, optimiser, scheduler, the GradScaler (when both the checkpoint and
+    ``scaler`` have one) and this rank's RNGs (CPU; CUDA when both the checkpoint and this
+    process have it); returns state.json."""
     path = Path(path)
     meta = json.loads((path / STATE_JSON).read_text())
     tensors = load_file(str(path / STATE_TENSORS))
@@ -106,6 +111,8 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
     scheduler.load_state_dict({**meta["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+    if scaler is not None and scaler.is_enabled() and meta.get("grad_scaler"):
+        scaler.load_state_dict(meta["grad_scaler"])
     rng = tensors.get(f"rng.{rank}", tensors.get("rng.0"))
     if rng is not None:
         torch.set_rng_state(rng)

@@ -2,7 +2,9 @@
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; then each process joins the group (NCCL
 on GPU, gloo on CPU) and trains its shard of every global batch. Without torchrun the
-run is a single process and nothing here does anything.
+run is a single process and nothing here does anything. A process joins once and leaves
+once (a process group re-created in the same process reuses torchrun's store and finds
+the previous round's keys): `vladapter train --seeds` trains every seed in one group.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def init_distributed(device: str | None = None) -> DistInfo:
     if cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo", rank=rank, world_size=world,
+        # on GPU, gloo beside NCCL for CPU tensors: small host-side agreements (the stop flag
+        # every step) then need no GPU synchronisation
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", rank=rank, world_size=world,
                                 device_id=dev if cuda else None)
     return DistInfo(rank, world, local, dev)
 
@@ -56,6 +60,25 @@ def all_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
         values = values.to(info.device)
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """Whether ``flag`` is set on any rank (all ranks get the same answer): a one-element
+    all-reduce of a CPU tensor, cheap enough for every step."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def broadcast_int(value: int, info: DistInfo) -> int:
+    """The main rank's ``value`` on every rank (a CPU tensor: no pickling)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.broadcast(t, src=0)
+    return int(t.item())
 
 
 def gather_tensors(value: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:

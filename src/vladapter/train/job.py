@@ -21,6 +21,7 @@ from vladapter.core.config import TrainConfig, to_dict
 
 if TYPE_CHECKING:
     from vladapter.core.inputs import Features, TaskData
+    from vladapter.train.dist import DistInfo
 
 
 @dataclass
@@ -46,19 +47,22 @@ class Job:
         raise NotImplementedError
 
 
-def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False, replace: bool = False) -> dict:
+def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False, replace: bool = False,
+            dist: DistInfo | None = None) -> dict:
     """Train ``cfg``'s run as ``job`` describes into ``out``; returns what the info file records
     (plus the run's seconds and finishing time, which go to the log only: the same settings
     give the same bytes, so DVC sees no change).
 
     A finished run already in ``out`` is left as it is with ``resume`` when its settings are
-    these; one of other settings is a ConfigError naming what differs, unless ``replace``."""
+    these; one of other settings is a ConfigError naming what differs, unless ``replace``.
+    ``dist``: the process group this process already joined (several runs in one process,
+    e.g. the seeds of `vladapter train`, share one); None: join it here and leave it after."""
     import torch
 
     from vladapter.core.inputs import Features
     from vladapter.core.model import build_model, feature_dim, load_run_tokenizer, set_dropout
     from vladapter.train import workdir
-    from vladapter.train.dist import init_distributed, shutdown
+    from vladapter.train.dist import barrier, init_distributed, shutdown
     from vladapter.train.loop import fit
     from vladapter.utils.io import write_json
 
@@ -77,7 +81,8 @@ def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False, r
             print(f"{out} is already finished; nothing to resume")
             return finished_before
 
-    dist = init_distributed()
+    own_group = dist is None
+    dist = init_distributed() if own_group else dist
     try:
         with workdir.writing(out, dist.is_main, resume) as work:
             tokenizer = load_run_tokenizer(cfg.tokenizer, cfg.lm)
@@ -108,9 +113,11 @@ def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False, r
                 write_json(out / job.info_file, info)  # last: a finished run
                 print(f"{out}: {result.steps} steps in {result.seconds:.1f} s, finished {finished}")
                 workdir.discard(work)
+        barrier(dist)  # every rank leaves the run together: the next one's collectives stay in step
         return {**info, "seconds": round(result.seconds, 2), "finished": finished}
     finally:
-        shutdown(dist)
+        if own_group:
+            shutdown(dist)
 
 
 def _finished(info: Path) -> dict | None:

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from vladapter.core.config import TrainConfig
+from vladapter.core.config import TrainConfig, check_world_size
 from vladapter.core.inputs import MODEL_INPUTS, Features, TaskData, to_device
 from vladapter.core.model import resolve_precision
 from vladapter.errors import TrainingError
 from vladapter.train import checkpoint as ckpt
 from vladapter.train.data import BatchBuilder
-from vladapter.train.dist import DistInfo, all_sum, barrier, gather_tensors
+from vladapter.train.dist import DistInfo, all_sum, any_rank, barrier, broadcast_int, gather_tensors
 from vladapter.train.optim import build_optimizer, build_scheduler
 from vladapter.train.sampler import BatchSpec, TaskSampler
 from vladapter.train.workdir import run_name
@@ -47,7 +47,7 @@ class FitResult:
 
 def task_batch_sizes(data: dict[str, TaskData], base: int) -> dict[str, int]:
     """Per-task batch sizes scaled from the base B (VQA B, GQA 100/60 B, NLVR2 20/60 B, ...)."""
-    return {name: max(1, round(base * d.task.batch_scale)) for name, d in data.items()}
+    return {name: d.task.batch_size(base) for name, d in data.items()}
 
 
 def example_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -80,7 +80,9 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
     work = Path(work)
     device = dist.device
     started = time.perf_counter()
-    sampler = TaskSampler({t: len(d.records) for t, d in data.items()}, task_batch_sizes(data, cfg.batch_size),
+    batch_sizes = task_batch_sizes(data, cfg.batch_size)
+    check_world_size({t: d.task.batch_scale for t, d in data.items()}, cfg.batch_size, dist.world_size)
+    sampler = TaskSampler({t: len(d.records) for t, d in data.items()}, batch_sizes,
                           seed=cfg.seed, min_batch=dist.world_size)
     accum = cfg.grad_accum
     total_steps = cfg.steps or math.ceil(sampler.total_batches(cfg.epochs) / accum)
@@ -92,11 +94,12 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
                                 fused=cfg.fused_adamw and device.type == "cuda")
     scheduler = build_scheduler(optimizer, total_steps, cfg.warmup_ratio)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
 
     start = 0
     last = _resume_point(work, producer, dist) if resume else None
     if last is not None:
-        start = ckpt.load_checkpoint(last, model, optimizer, scheduler, rank=dist.rank)["step"]
+        start = ckpt.load_checkpoint(last, model, optimizer, scheduler, rank=dist.rank, scaler=scaler)["step"]
         if dist.is_main:
             print(f"resumed from step {start} of {total_steps} (checkpoint {last})", flush=True)
     if start >= total_steps:
@@ -104,7 +107,7 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
 
     train_model = model
     if cfg.grad_checkpointing:
-        getattr(model, "lm", model).gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable()
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
@@ -122,12 +125,11 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
                            world_size=dist.world_size, model_task=model_task)
     specs = sampler.plan(start * accum, total_steps * accum)  # lazy: one epoch's order at a time
     loader = torch.utils.data.DataLoader(builder, batch_size=None, sampler=specs, num_workers=cfg.num_workers,
-                                         pin_memory=device.type == "cuda",
+                                         pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals,
                                          # its own generator: the loader's seed draw must not
                                          # shift the global RNG that dropout (and resume) use
                                          generator=torch.Generator().manual_seed(cfg.seed))
     live = _live(work, resume=start > 0) if dist.is_main else None
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
     autocast = torch.autocast(device_type=device.type, dtype=precision or torch.float32,
                               enabled=precision is not None)
 
@@ -165,14 +167,13 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
             step += 1
             log_now = step % cfg.log_every == 0 or step == total_steps
             checkpoint_now = bool(cfg.checkpoint_every) and step % cfg.checkpoint_every == 0 and step < total_steps
-            # single process: the signal flag is local, read every step; under DDP every rank
-            # must agree, so they sum their flags at the steps that read the stats anyway
-            stop_now = stop.requested and not dist.enabled
+            # every step, every rank agrees whether any was signalled (a one-int all-reduce on
+            # the CPU): torchrun kills its workers 30 s after passing a signal on, so the
+            # checkpoint cannot wait for the next logging step
+            stop_now = any_rank(stop.requested, dist)
             if log_now or checkpoint_now or stop_now:
                 _read_window(pending, window, data, work, step, micro)
                 pending.clear()
-                if dist.enabled:
-                    stop_now = bool(all_sum(torch.tensor([float(stop.requested)]), dist).item() > 0)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -183,7 +184,7 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
                 window.clear()
                 grad_norms.clear()
             if checkpoint_now or (stop_now and step < total_steps):
-                _checkpoint(work, step, step * accum, model, optimizer, scheduler, cfg, dist, producer)
+                _checkpoint(work, step, step * accum, model, optimizer, scheduler, scaler, cfg, dist, producer)
             if stop_now and step < total_steps:
                 bar.close()
                 if live is not None:
@@ -209,8 +210,10 @@ class TrainingInterrupted(TrainingError):
 class StopSignals:
     """While active, SIGUSR1 and SIGTERM only set a flag: the loop checkpoints and stops.
 
-    SLURM sends SIGUSR1 ``--signal=USR1@<seconds>`` before a job's time limit (and SIGTERM
-    at it). Only the main thread can install handlers; elsewhere this does nothing.
+    SLURM sends ``--signal=TERM@<seconds>`` before a job's time limit to every process of
+    the job step: torchrun, its workers and their DataLoader workers, which ignore it
+    (:func:`ignore_stop_signals`). Only the main thread can install handlers; elsewhere
+    this does nothing.
     """
 
     SIGNALS = ("SIGUSR1", "SIGTERM")
@@ -236,29 +239,50 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a stop signal sent to the whole process group (SLURM's
+    warning) must not end a loader worker, or the loop fails ("DataLoader worker exited
+    unexpectedly") before it can checkpoint; the main process stops the workers itself."""
+    for name in StopSignals.SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 def _find_unused(cfg: TrainConfig, prefix: bool) -> bool:
     if cfg.find_unused_parameters != "auto":
         return bool(cfg.find_unused_parameters)
     return not prefix  # task-specific modules: those of the batch's other tasks stay unused
 
 
+NO_CHECKPOINT, STALE = -1, -2
+
+
 def _resume_point(work: Path, producer: dict | None, dist: DistInfo) -> Path | None:
-    """The newest checkpoint in ``work`` if the same producer wrote it; else None (the main
-    rank then removes the stale state, so the new run's checkpoints do not mix with it)."""
-    last = ckpt.latest_checkpoint(work)
-    if last is None:
-        return None
-    written_by = ckpt.read_state(last).get("producer")
-    if producer is None or written_by == producer:
-        return last
-    if dist.is_main:
-        changed = sorted(k for k in set(producer) | set(written_by or {})
-                         if producer.get(k) != (written_by or {}).get(k))
-        print(f"not resuming from {last}: its run differs from this one ({', '.join(changed)}); "
-              "starting over", flush=True)
-        for stale in ("checkpoints", "dvclive"):
-            shutil.rmtree(work / stale, ignore_errors=True)
-    barrier(dist)
+    """The newest checkpoint in ``work`` if the same producer wrote it; else None (the stale
+    state is then removed, so the new run's checkpoints do not mix with it).
+
+    The main rank decides and tells the others (a rank that looked for itself could find
+    the folder already emptied and skip the collectives the others make); every rank has
+    decided before the main rank deletes anything."""
+    decision = NO_CHECKPOINT
+    if dist.is_main and (last := ckpt.latest_checkpoint(work)) is not None:
+        written_by = ckpt.read_state(last).get("producer")
+        if producer is None or written_by == producer:
+            decision = int(ckpt.read_state(last)["step"])
+        else:
+            decision = STALE
+            changed = sorted(k for k in set(producer) | set(written_by or {})
+                             if producer.get(k) != (written_by or {}).get(k))
+            print(f"not resuming from {last}: its run differs from this one ({', '.join(changed)}); "
+                  "starting over", flush=True)
+    decision = broadcast_int(decision, dist)
+    if decision >= 0:
+        return ckpt.checkpoint_dir(work, decision)
+    if decision == STALE:
+        barrier(dist)
+        if dist.is_main:
+            for stale in ("checkpoints", "dvclive"):
+                shutil.rmtree(work / stale, ignore_errors=True)
+        barrier(dist)
     return None
 
 
@@ -277,13 +301,13 @@ def _read_window(pending, window: dict[str, list[float]], data, work: Path, step
         window[spec.task].append(float(values[1] / values[2]))
 
 
-def _checkpoint(work, step, micro, model, optimizer, scheduler, cfg, dist: DistInfo, producer) -> None:
+def _checkpoint(work, step, micro, model, optimizer, scheduler, scaler, cfg, dist: DistInfo, producer) -> None:
     rngs = gather_tensors(torch.get_rng_state(), dist)
     cuda_rngs = gather_tensors(torch.cuda.get_rng_state(dist.device), dist) if dist.device.type == "cuda" else None
     if dist.is_main:
         ckpt.save_checkpoint(work, step, micro, model, optimizer, scheduler, rngs, keep=cfg.keep_checkpoints,
                              extra={"producer": producer} if producer is not None else None,
-                             cuda_rng_states=cuda_rngs)
+                             cuda_rng_states=cuda_rngs, scaler=scaler)
     barrier(dist)
 
 

@@ -16,7 +16,8 @@ finished run of other settings in --out is refused, naming what differs (--repla
 in its place).
 
 With --seeds (train.seeds) the run is trained once per seed into <out>/seed-<n>/, one
-after the other in this process (Python, torch and transformers start once).
+after the other in this process (Python, torch and transformers start once; under
+torchrun the process group is joined once for all seeds).
 """
 
 from __future__ import annotations
@@ -49,14 +50,21 @@ def run(args: argparse.Namespace) -> int:
 
     from vladapter.experiments import seed_dir
 
+    from vladapter.train.dist import init_distributed, shutdown
+
     cfg = load_section(args.config, "train", TrainConfig, overrides_from(args, TrainConfig), settings=args.settings)
     out = Path(args.out or Path("models") / name_key(cfg.lm) / cfg.method)
-    if cfg.seeds is None:
-        train(cfg, out, resume=args.resume, replace=args.replace)
-    for seed in cfg.seeds or []:
-        print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
-        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume,
-              replace=args.replace)
+    dist = init_distributed()
+    try:
+        if cfg.seeds is None:
+            train(cfg, out, resume=args.resume, replace=args.replace, dist=dist)
+        for seed in cfg.seeds or []:
+            if dist.is_main:
+                print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
+            train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume,
+                  replace=args.replace, dist=dist)
+    finally:
+        shutdown(dist)
     return 0
 
 
@@ -104,7 +112,8 @@ class TrainJob(Job):
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, section: str = "train",
-          replace: bool = False) -> dict:
+          replace: bool = False, dist=None) -> dict:
     """Train the run described by ``cfg`` into ``out``; returns what train.json records. A
-    finished run of other settings in ``out`` is refused unless ``replace``."""
-    return run_job(TrainJob(section), cfg, out, resume, replace)
+    finished run of other settings in ``out`` is refused unless ``replace``. ``dist``: the
+    process group already joined (vladapter.train.job.run_job)."""
+    return run_job(TrainJob(section), cfg, out, resume, replace, dist)
