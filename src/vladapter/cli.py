@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vladapter.train.run", "multi-task training with a PETL method"),
     "evaluate": ("vladapter.evaluate.run", "generate and score with the official metrics"),
     "report": ("vladapter.report.run", "results table, scores CSV, params-vs-score plot"),
+    "value-submission": ("vladapter.tasks.value", "lay a video run's predictions out for VALUE's leaderboard, checked"),
 }
 
 
