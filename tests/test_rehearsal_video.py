@@ -259,8 +259,10 @@ def value_release(raw: Path, root: Path) -> dict:
 
 @pytest.mark.rehearsal
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # a dozen heavy jobs, each importing torch and loading a base-size model
 def test_rehearsal_video_paper_config_from_value_release(tmp_path, hf_home, monkeypatch):
-    """paper-video as shipped: VALUE's annotations, subtitles and released features, no video."""
+    """paper-video as shipped: VALUE's annotations, subtitles and released features, no video.
+    Its scale also keeps one LM (the data path is what differs; the videos rehearsal runs both)."""
     from vladapter.data.toyworld import generate
     from vladapter.tasks.value import check_submission
 
@@ -272,7 +274,7 @@ def test_rehearsal_video_paper_config_from_value_release(tmp_path, hf_home, monk
         shutil.rmtree(work / "data" / "raw" / name, ignore_errors=True)
     facts = value_release(work / "data" / "raw", work / "data" / "raw" / "value")
     # every test question predicted: the submissions must cover VALUE's test splits
-    scale = {**SCALE, "evaluate": {**SCALE["evaluate"], "max_examples": 64}}
+    scale = {**SCALE, "lms": ["facebook/bart-base"], "evaluate": {**SCALE["evaluate"], "max_examples": 64}}
     (work / "rehearsal.yaml").write_text(yaml.safe_dump(scale))
     configs = ["--configfile", "config/paper-video.yaml", "rehearsal.yaml"]
 
@@ -307,7 +309,7 @@ def test_rehearsal_video_paper_config_from_value_release(tmp_path, hf_home, monk
         assert all(r["choices"] == [rows[r["uid"]][f"a{i}"] for i in range(4)] for r in prepared)
         assert all(r["answer_idx"] == rows[r["uid"]].get("answer_idx") for r in prepared)
 
-    for lm in ("bart-base", "t5-base"):
+    for lm in ("bart-base",):
         [path] = (work / "metrics" / lm).glob("video-single_adapter*.json")
         metrics = json.loads(path.read_text())
         assert metrics["split"] == "val" and set(metrics["scores"]) == {"tvqa", "how2qa", "tvc", "yc2c"}
