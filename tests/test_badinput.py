@@ -641,6 +641,34 @@ def test_corrupt_video_names_the_file(tmp_path, capsys):
     assert not (tmp_path / "f.h5").exists()
 
 
+def test_corrupt_released_feature_file_names_the_file(tmp_path, capsys):
+    import numpy as np
+
+    folder, prepared = tmp_path / "clip-vit", tmp_path / "prepared" / "tvqa"
+    folder.mkdir()
+    np.savez(folder / "good.npz", features=np.zeros((3, 512), np.float16))
+    (folder / "broken.npz").write_bytes((folder / "good.npz").read_bytes()[:100])
+    prepared.mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (prepared / f"{split}.jsonl").write_text(json.dumps({"video": "broken" if split == "val" else "good"}) + "\n")
+    rc = main(["import-features", "--source", "tvqa", "--folder", str(folder), "--records", str(prepared),
+               "--output", str(tmp_path / "f.h5")])
+    assert_clean_error(rc, capsys.readouterr().err, "broken.npz", "download the file again")
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_value_submission_of_records_without_value_ids_is_refused(tmp_path, capsys):
+    # How2QA read from HERO's CSV: row-numbered uids, not VALUE's qids: no leaderboard file
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "how2qa.json").write_text(json.dumps({"val-1": 0}))
+    (tmp_path / "prepared" / "how2qa").mkdir(parents=True)
+    (tmp_path / "prepared" / "how2qa" / "val.jsonl").write_text(json.dumps({"uid": "val-1", "meta": {}}) + "\n")
+    rc = main(["value-submission", "--predictions", str(tmp_path / "run"), "--prepared", str(tmp_path / "prepared"),
+               "--out", str(tmp_path / "out")])
+    assert_clean_error(rc, capsys.readouterr().err, "val-1", "VALUE's release")
+    assert not (tmp_path / "out").exists()
+
+
 def test_nan_loss_stops_training_with_the_step(world, tmp_path, capsys):
     rc = main(["train", "--prepared", str(world["prepared"]), "--features", str(world["features"]), "--tasks", "vqa",
                "--tokenizer", str(world["tokenizer"]), "--steps", "6", "--batch-size", "4", "--lr", "1e15",

@@ -2,7 +2,15 @@
 
 The real architectures (facebook/bart-base, t5-base, openai/clip-vit-base-patch32) with
 random weights in a Hugging Face cache, offline; the data in the layouts the releases
-unpack to, at miniature scale (the smoke toy world, rewritten):
+unpack to, at miniature scale (the smoke toy world, rewritten). Two sources:
+
+VALUE's release, as its DataRelease scripts download it (paper-video's default; no video file):
+
+    data/raw/value/ann/{tvqa,how2qa,tvc,yc2c}/...jsonl           VALUE's annotation files and names
+    data/raw/value/ann/{tv,how2,yc2}_subtitles.jsonl              VALUE's subtitle files
+    data/raw/value/vis_features/{tv,how2,yc2}/clip-vit/<id>.npz   released features, one How2 file missing
+
+The videos a user has (paper-video with its `data` section replaced, workflow_helpers):
 
     data/raw/tvqa/frames_hq/<show>_frames/<vid_name>/00001.jpg   3-fps frame folders (TVQA and TVC clips)
     data/raw/tvqa/tvqa_test_public.jsonl                          no answer_idx, as released
@@ -21,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -29,7 +38,7 @@ import pytest
 import yaml
 
 import stand_ins
-from workflow_helpers import copy_workflow, snakemake
+from workflow_helpers import copy_workflow, paper_video_from_videos, snakemake, snakemake_env
 
 SCALE = {  # rehearsal scale: everything else is config/paper-video.yaml's
     "methods": {"image": [], "video": ["single_adapter"]},
@@ -125,7 +134,7 @@ def test_rehearsal_video_paper_config_from_released_layouts(tmp_path, hf_home, m
         shutil.rmtree(work / "data" / "raw" / name, ignore_errors=True)
     facts = released_layout(work / "data" / "raw")
     (work / "rehearsal.yaml").write_text(yaml.safe_dump(SCALE))
-    configs = ["--configfile", "config/paper-video.yaml", "rehearsal.yaml"]
+    configs = ["--configfile", paper_video_from_videos(work), "rehearsal.yaml"]
 
     # the default policy: one of a handful of clips missing is far above 1 %: stop, naming the report
     stopped = snakemake(work, "--keep-going", "data/prepared/how2qa/summary.json", *configs, check=False)
@@ -171,3 +180,151 @@ def test_rehearsal_video_paper_config_from_released_layouts(tmp_path, hf_home, m
     table = (work / "results" / "table.md").read_text()
     assert "## Video-text tasks, bart-base" in table and "## Video-text tasks, t5-base" in table
     assert "single adapter" in table and "Split: val" in table
+
+
+# ------------------------------------------------------------------ VALUE's release
+
+
+def value_release(raw: Path, root: Path) -> dict:
+    """Write the smoke toy world's video datasets as VALUE's release under ``root`` (ann/ and
+    vis_features/ as DataRelease's scripts write them), then delete every video; returns what
+    the test checks against."""
+    import av
+
+    from vladapter.data.readers import Problems
+    from vladapter.data.readers.how2qa import read_csv
+
+    ann = root / "ann"
+    tv_subs, facts = [], {}
+    for dataset, prefix in (("tvqa", "tvqa_{}.jsonl"), ("tvc", "tvc_{}_release.jsonl")):
+        for split in ("train", "val", "test_public"):
+            rows = _jsonl(raw / dataset / prefix.format(split))
+            if split == "test_public":  # labels withheld; VALUE's test_release adds test-private items
+                key = "answer_idx" if dataset == "tvqa" else "descs"
+                rows = [{k: v for k, v in r.items() if k != key} for r in rows]
+                ids = "qid" if dataset == "tvqa" else "clip_id"
+                private = [{**r, ids: r[ids] + 10**6} for r in rows[:1]]
+                if dataset == "tvqa":
+                    (ann / dataset).mkdir(parents=True, exist_ok=True)
+                    _write_jsonl(ann / dataset / prefix.format(split), rows)  # beside test_release
+                _write_jsonl(ann / dataset / prefix.format("test_release" if dataset == "tvqa" else "test"),
+                             rows + private)
+                facts[dataset] = sorted(r[ids] for r in rows + private)
+            else:
+                (ann / dataset).mkdir(parents=True, exist_ok=True)
+                _write_jsonl(ann / dataset / prefix.format(split), rows)
+        tv_subs += _jsonl(raw / dataset / f"{dataset}_subtitles.jsonl")
+    _write_jsonl(ann / "tv_subtitles.jsonl", tv_subs)
+
+    how2qa, qid = {}, 30000
+    for split in ("train", "val", "test_public"):  # VALUE's jsonl: its own qids, its fixed a0..a3 order
+        rows = []
+        for r in read_csv(raw / "how2qa" / f"how2QA_{split}_release.csv", Problems(), split):
+            qid += 1
+            row = {"vid_name": r.video, "ts": f"{r.span[0]}-{r.span[1]}", "qid": qid, "q": r.text,
+                   **{f"a{i}": c for i, c in enumerate(r.choices)}}
+            rows.append(row if split == "test_public" else {**row, "answer_idx": r.answer_idx})
+        (ann / "how2qa").mkdir(parents=True, exist_ok=True)
+        _write_jsonl(ann / "how2qa" / f"how2qa_{split}_release.jsonl", rows)
+        how2qa[split] = rows
+    facts["how2qa"] = how2qa
+    shutil.copy(raw / "how2qa" / "how2qa_subtitles.jsonl", ann / "how2_subtitles.jsonl")
+    (ann / "yc2c").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val", "test"):  # VALUE's YC2C: one clip per vid_name, no ts
+        rows = [{k: v for k, v in r.items() if k != "ts" and (split != "test" or k != "descs")}
+                for r in _jsonl(raw / "yc2c" / f"yc2c_{split}_release.jsonl")]
+        _write_jsonl(ann / "yc2c" / f"yc2c_{split}_release.jsonl", rows)
+    facts["yc2c"] = sorted(r["clip_id"] for r in _jsonl(ann / "yc2c" / "yc2c_test_release.jsonl"))
+    shutil.copy(raw / "yc2c" / "yc2c_subtitles.jsonl", ann / "yc2_subtitles.jsonl")
+
+    rng = np.random.default_rng(0)
+    for datasets, short in ((("tvqa", "tvc"), "tv"), (("how2qa",), "how2"), (("yc2c",), "yc2")):
+        folder = root / "vis_features" / short / "clip-vit"
+        folder.mkdir(parents=True)
+        for dataset in datasets:
+            for video in sorted((raw / dataset / "videos").glob("*.mp4")):
+                with av.open(str(video)) as container:
+                    seconds = container.duration / av.time_base
+                n = int(seconds // 1.5) + 1  # one CLIP ViT-B/32 vector every 1.5 s, as released
+                np.savez(folder / f"{video.stem}.npz", features=rng.standard_normal((n, 512)).astype(np.float16))
+            shutil.rmtree(raw / dataset / "videos")
+    # one How2QA feature file missing: a video of training questions only (val and test keep theirs)
+    held = {r["vid_name"] for split in ("val", "test_public") for r in how2qa[split]}
+    facts["missing"] = sorted({r["vid_name"] for r in how2qa["train"]} - held)[-1]
+    (root / "vis_features" / "how2" / "clip-vit" / f"{facts['missing']}.npz").unlink()
+    for dataset in ("tvqa", "how2qa", "tvc", "yc2c"):  # only VALUE's release is left
+        shutil.rmtree(raw / dataset)
+    return facts
+
+
+@pytest.mark.rehearsal
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # a dozen heavy jobs, each importing torch and loading a base-size model
+def test_rehearsal_video_paper_config_from_value_release(tmp_path, hf_home, monkeypatch):
+    """paper-video as shipped: VALUE's annotations, subtitles and released features, no video.
+    Its scale also keeps one LM (the data path is what differs; the videos rehearsal runs both)."""
+    from vladapter.data.toyworld import generate
+    from vladapter.tasks.value import check_submission
+
+    for key, value in stand_ins.offline_env(hf_home).items():
+        monkeypatch.setenv(key, value)
+    work = copy_workflow(tmp_path)
+    generate(work / "data" / "raw", seed=0, scale="smoke", workers=1, stats=False)
+    for name in ("coco", "vqav2", "gqa", "nlvr2", "pretrain"):
+        shutil.rmtree(work / "data" / "raw" / name, ignore_errors=True)
+    facts = value_release(work / "data" / "raw", work / "data" / "raw" / "value")
+    # every test question predicted: the submissions must cover VALUE's test splits
+    scale = {**SCALE, "lms": ["facebook/bart-base"], "evaluate": {**SCALE["evaluate"], "max_examples": 64}}
+    (work / "rehearsal.yaml").write_text(yaml.safe_dump(scale))
+    configs = ["--configfile", "config/paper-video.yaml", "rehearsal.yaml"]
+
+    # a missing feature file is a missing video: the same report, the same policy (stop above 1 %)
+    stopped = snakemake(work, "data/prepared/how2qa/summary.json", *configs, check=False)
+    assert stopped.returncode != 0
+    log = (work / "logs" / "prepare" / "how2qa.log").read_text()
+    assert "1 videos missing" in log and "videos_report.json" in log and "on_missing_video: skip" in log
+    skip = work / "skip.yaml"
+    skip.write_text(yaml.safe_dump({"data": {"on_missing_video": "skip"}}))
+    snakemake(work, *configs, str(skip), timeout=1500)
+
+    report = json.loads((work / "data" / "prepared" / "how2qa" / "videos_report.json").read_text())
+    assert report["layout"] == "released features" and list(report["missing"]) == [facts["missing"]]
+    # no video anywhere: nothing sampled, nothing extracted; the released features converted
+    assert not (work / "data" / "frames").exists() and not (work / "logs" / "extract_features").exists()
+    assert sorted(p.name for p in (work / "data" / "features").glob("*.h5")) == [
+        "how2qa.clip-vit-base-patch32.h5", "tvqa.clip-vit-base-patch32.h5", "yc2c.clip-vit-base-patch32.h5"]
+    import h5py
+
+    with h5py.File(work / "data" / "features" / "tvqa.clip-vit-base-patch32.h5") as f:
+        tvc = {r["video"] for s in ("train", "val", "test")
+               for r in _jsonl(work / "data" / "prepared" / "tvc" / f"{s}.jsonl")}
+        assert tvc <= set(f) and f.attrs["kind"] == "frames" and f.attrs["dim"] == 512
+        first = sorted(f)[0]
+        assert f[first].attrs["timestamps"][1] == 1.5
+    # How2QA's records: VALUE's qids and choice order, as in the files
+    for split, name in (("val", "val"), ("test", "test_public")):
+        rows = {str(r["qid"]): r for r in facts["how2qa"][name] if r["vid_name"] != facts["missing"]}
+        prepared = _jsonl(work / "data" / "prepared" / "how2qa" / f"{split}.jsonl")
+        assert [r["uid"] for r in prepared] == list(rows)
+        assert all(r["choices"] == [rows[r["uid"]][f"a{i}"] for i in range(4)] for r in prepared)
+        assert all(r["answer_idx"] == rows[r["uid"]].get("answer_idx") for r in prepared)
+
+    for lm in ("bart-base",):
+        [path] = (work / "metrics" / lm).glob("video-single_adapter*.json")
+        metrics = json.loads(path.read_text())
+        assert metrics["split"] == "val" and set(metrics["scores"]) == {"tvqa", "how2qa", "tvc", "yc2c"}
+        seed = work / "predictions" / lm / path.stem / "seed-0"
+        out = work / "value" / lm
+        subprocess.run(["vladapter", "value-submission", "--predictions", str(seed), "--out", str(out)],
+                       cwd=work, check=True, capture_output=True, text=True, env=snakemake_env())
+        # VALUE's layout and file names, each file passing the check against VALUE's own ids
+        assert sorted(str(p.relative_to(out)) for p in out.rglob("*.json*")) == [
+            "how2qa/how2qa_test_public_predictions.json", "how2qa/how2qa_val_predictions.json",
+            "tvc/tvc_test_predictions.jsonl", "tvc/tvc_val_predictions.jsonl",
+            "tvqa/tvqa_test_predictions.json", "tvqa/tvqa_val_predictions.json",
+            "yc2c/yc2c_test_predictions.jsonl", "yc2c/yc2c_val_predictions.jsonl"]
+        test_qids = [r["qid"] for r in facts["how2qa"]["test_public"] if r["vid_name"] != facts["missing"]]
+        check_submission("how2qa", out / "how2qa/how2qa_test_public_predictions.json", test_qids)
+        check_submission("tvqa", out / "tvqa/tvqa_test_predictions.json", facts["tvqa"])  # test_release
+        check_submission("tvc", out / "tvc/tvc_test_predictions.jsonl", facts["tvc"])
+        check_submission("yc2c", out / "yc2c/yc2c_test_predictions.jsonl", facts["yc2c"])

@@ -17,7 +17,7 @@ from vladapter import experiments as X
 from vladapter.errors import ConfigError
 from vladapter.core.config import PretrainConfig, TrainConfig, load_section
 from workflow_helpers import (REPO, copy_workflow, planned_commands, published_configs_home, snakemake,
-                              snakemake_env)
+                              snakemake_env, value_release_folders)
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
@@ -31,6 +31,8 @@ def _files(work):
 
 def test_a_dry_run_of_any_config_writes_nothing_outside_dot_snakemake(tmp_path):
     work = copy_workflow(tmp_path)
+    for config in sorted((work / "config").glob("*.yaml")):  # VALUE's release for paper-video (folders only)
+        value_release_folders(work, yaml.safe_load(config.read_text()))
     before = _files(work)
     for config in sorted((work / "config").glob("*.yaml")):
         snakemake(work, "-n", "--quiet", "rules", "--configfile", f"config/{config.name}", timeout=300)

@@ -14,7 +14,7 @@ import yaml
 
 from vladapter.features.frames import decode_frames, frame_indices, sample_frames, segment_indices
 from vladapter.features.synthetic import frame_value, natural_frame, write_frame_folder, write_video
-from workflow_helpers import copy_workflow, planned_jobs, snakemake_env
+from workflow_helpers import copy_workflow, paper_video_from_videos, planned_jobs, snakemake_env
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -159,12 +159,12 @@ def test_sampling_takes_the_prepared_records_clips_inside_their_timestamps(how2q
 
 def test_paper_video_samples_the_clips_tvqa_and_tvc_share_once(tmp_path):
     work = copy_workflow(tmp_path)
-    config = yaml.safe_load((work / "config" / "paper-video.yaml").read_text())
-    assert config["data"]["videos"]["tvc"]["share"] == "tvqa"
-    jobs = planned_jobs(work, "--configfile", "config/paper-video.yaml")
+    config = paper_video_from_videos(work)  # the paper's setup from videos, not VALUE's features
+    assert yaml.safe_load((work / config).read_text())["data"]["videos"]["tvc"]["share"] == "tvqa"
+    jobs = planned_jobs(work, "--configfile", config)
     # tvqa (with tvc's records), how2qa, yc2c: three samplings and three feature files
-    assert jobs["sample_frames"] == jobs["extract_features"] == 3
+    assert jobs["sample_frames"] == jobs["extract_features"] == 3 and "import_features" not in jobs
     out = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/default", "-n", "-p",
-                          "data/frames/tvqa.h5", "--configfile", "config/paper-video.yaml"],
+                          "data/frames/tvqa.h5", "--configfile", config],
                          cwd=work, env=snakemake_env(), capture_output=True, text=True, timeout=300).stdout
     assert "--records data/prepared/tvqa data/prepared/tvc" in out and "--frames-fps 3" in out

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from vladapter import experiments
-from workflow_helpers import REPO, copy_workflow, planned_commands, planned_jobs, snakemake, snakemake_env
+from workflow_helpers import (REPO, copy_workflow, planned_commands, planned_jobs, snakemake, snakemake_env,
+                              value_release_folders)
 
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
 
@@ -49,20 +50,29 @@ def test_bad_config_is_refused_before_any_job(tmp_path, edit, named):
 def test_paper_configs_build_the_full_dag_offline(tmp_path, name, lms, methods, modality):
     work = copy_workflow(tmp_path)
     config = yaml.safe_load((work / "config" / f"{name}.yaml").read_text())
+    value_release_folders(work, config)  # paper-video reads VALUE's release where a user downloaded it
     jobs = planned_jobs(work, "--configfile", f"config/{name}.yaml")
     datasets = config["datasets"][modality]
     pretrain = config["pretrain"]["enabled"]
     runs = methods * (2 if pretrain else 1)  # with pre-training, every method also as -nopt
     assert jobs["train"] == jobs["evaluate"] == lms * runs
-    assert jobs["download"] == len(datasets)  # the pre-training split is prepared from these downloads
+    # the pre-training split is prepared from these downloads; the folders a config names are read
+    paths = (config.get("data") or {}).get("paths") or {}
+    assert jobs.get("download", 0) == len([d for d in datasets if d not in paths])
     assert jobs["prepare"] == len(datasets) + pretrain
-    # one feature file per source (TVC's records use TVQA's sampled clips in paper-video); the
-    # pre-training split trains on its downloads' features: no extraction of its own
-    assert jobs["extract_features"] == len({experiments.feature_source(config, d) for d in datasets})
+    # one feature file per source (TVC's records use TVQA's clips in paper-video): extracted, or
+    # converted from VALUE's released features; the pre-training split trains on its downloads'
+    # features: no extraction of its own
+    sources = {experiments.feature_source(config, d) for d in datasets}
+    released = {s for s in sources if experiments.released_features(config, s)}
+    assert released == ({"tvqa", "how2qa", "yc2c"} if modality == "video" else set())
+    assert jobs.get("extract_features", 0) == len(sources - released)
+    assert jobs.get("import_features", 0) == len(released) and "sample_frames" not in jobs
     assert jobs.get("pretrain", 0) == (lms if pretrain else 0)
     assert "toyworld" not in jobs and "train_toy_clip" not in jobs and "build_tokenizer" not in jobs
     assert jobs["report"] == 1
-    assert not (work / "data").exists()  # a plan only: nothing downloaded
+    data = work / "data"
+    assert not data.exists() or not any(p.is_file() for p in data.rglob("*"))  # a plan only: nothing downloaded
 
 
 def _settings_by_out(commands: list[str], command: str) -> dict[str, dict]:
@@ -210,6 +220,7 @@ def test_html_report_includes_results_with_captions(smoke_workflow, tmp_path):
 def test_multi_gpu_training_runs_under_torchrun(tmp_path):
     work = copy_workflow(tmp_path)
     config = yaml.safe_load((work / "config" / "paper-video.yaml").read_text())
+    value_release_folders(work, config)
     config["resources"]["train"]["gpu"] = 4
     (work / "gpus.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(work, "-n", "-p", "--configfile", "gpus.yaml").stdout

@@ -108,3 +108,38 @@ def copy_run(src: Path, dest: Path) -> Path:
     records kept (a copy plans what the original plans); ``dest`` must not exist."""
     shutil.copytree(src, dest, symlinks=True, copy_function=shutil.copy2)
     return dest
+
+
+# config/paper-video.yaml reads VALUE's release (annotations, subtitles, released features);
+# the same setup from the videos a user has instead: its `data` section replaced by this one
+PAPER_VIDEO_FROM_VIDEOS = {
+    "videos": {
+        "tvqa": {"folder": "data/raw/tvqa/frames_hq", "fps": 3},              # released 3-fps frame folders
+        "tvc": {"folder": "data/raw/tvqa/frames_hq", "fps": 3, "share": "tvqa"},
+        "how2qa": {"folder": "data/raw/how2qa/videos"},                      # the user's clips
+        "yc2c": {"folder": "data/raw/yc2c/videos"},
+    },
+    "on_missing_video": "stop",
+    "max_missing_videos": 0.01,
+}
+
+
+def paper_video_from_videos(work: Path, name: str = "paper-video-videos.yaml") -> str:
+    """Write config/paper-video.yaml with the videos as its source (PAPER_VIDEO_FROM_VIDEOS)
+    into ``work``; returns its name for --configfile."""
+    import yaml
+
+    config = yaml.safe_load((work / "config" / "paper-video.yaml").read_text())
+    config["data"] = PAPER_VIDEO_FROM_VIDEOS
+    (work / name).write_text(yaml.safe_dump(config, sort_keys=False))
+    return name
+
+
+def value_release_folders(work: Path, config: dict) -> None:
+    """Create the (empty) folders a config reads VALUE's release from, as a user who ran
+    VALUE's DataRelease scripts has them: data.paths and data.videos.<dataset>.features."""
+    data = config.get("data") or {}
+    folders = list((data.get("paths") or {}).values())
+    folders += [v["features"] for v in (data.get("videos") or {}).values() if "features" in v]
+    for folder in folders:
+        (work / folder).mkdir(parents=True, exist_ok=True)

@@ -30,12 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample-frames": ("vladapter.features.frames", "sample video frames with decord into one HDF5 per dataset"),
     "train-toy-clip": ("vladapter.features.toy_clip", "train the tiny CLIP on toy image-caption pairs"),
     "extract-features": ("vladapter.features.extract", "extract frozen CLIP features into HDF5"),
+    "import-features": ("vladapter.features.released", "convert released video features (VALUE's .npz) into HDF5"),
     "probe": ("vladapter.features.probe", "linear-probe features on toy attributes (scikit-learn)"),
     "params": ("vladapter.petl.accounting", "trainable/total parameters of every PETL preset"),
     "pretrain": ("vladapter.train.pretrain", "VL pre-training of the backbone (span MLM, matching, QA)"),
     "train": ("vladapter.train.run", "multi-task training with a PETL method"),
     "evaluate": ("vladapter.evaluate.run", "generate and score with the official metrics"),
     "report": ("vladapter.report.run", "results table, scores CSV, params-vs-score plot"),
+    "value-submission": ("vladapter.tasks.value", "lay a video run's predictions out for VALUE's leaderboard, checked"),
 }
 
 

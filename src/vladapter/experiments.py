@@ -40,6 +40,51 @@ def feature_source(config: Mapping[str, Any], dataset: str) -> str:
     return video_settings(config, dataset).get("share") or FEATURE_SOURCE[dataset]
 
 
+def video_source(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """Where a video dataset's videos are: its own ``data.videos.<dataset>`` folder / fps /
+    features, else (``share`` alone) the settings of the dataset whose videos it shares."""
+    own = video_settings(config, dataset)
+    if "folder" in own or "features" in own or "share" not in own:
+        return own
+    return {k: v for k, v in video_settings(config, own["share"]).items() if k != "share"}
+
+
+def released_features(config: Mapping[str, Any], source: str) -> str | None:
+    """The folder of released features (VALUE's ``<id>.npz``) a video feature source is
+    converted from instead of sampled and extracted (``data.videos.<source>.features``), or None."""
+    return video_source(config, source).get("features")
+
+
+# VALUE's released video features are OpenAI CLIP ViT-B/32 frame embeddings: the feature files
+# are named after the configured video backbone, which must then be that model
+RELEASED_BACKBONE = "clip-vit-base-patch32"
+
+
+def check_released_features(config: Mapping[str, Any]) -> None:
+    """ConfigError for ``data.videos`` entries that cannot work: features beside a videos
+    folder or fps, a dataset whose released features differ from those of the dataset whose
+    videos it shares, or released features under another video backbone's name."""
+    from vladapter.errors import ConfigError
+
+    datasets = config["datasets"]["video"]
+    for d in datasets:
+        own = video_settings(config, d)
+        if "features" in own and ({"folder", "fps"} & set(own)):
+            raise ConfigError(f"data.videos.{d}: features (released feature files) replaces folder/fps (videos); "
+                              "give one or the other")
+        share = own.get("share")
+        if share and "features" in own and released_features(config, share) != own["features"]:
+            raise ConfigError(f"data.videos.{d}: shares {share}'s videos but names other released features "
+                              f"({own['features']}) than data.videos.{share}.features "
+                              f"({released_features(config, share)}); name the same folder in both, or drop it here")
+    released = [d for d in datasets if released_features(config, feature_source(config, d))]
+    backbone = name_key(config["backbone"]["video"])
+    if released and backbone != RELEASED_BACKBONE:
+        raise ConfigError(f"data.videos.{released[0]}.features: VALUE's released features are CLIP ViT-B/32 frame "
+                          f"embeddings, but backbone.video is {config['backbone']['video']}; set backbone.video: "
+                          f"openai/clip-vit-base-patch32 (the same model), or give videos instead")
+
+
 @dataclass(frozen=True)
 class Run:
     lm: str          # key of the language backbone (name_key of the configured name)
@@ -211,6 +256,7 @@ def check_config(config: Mapping[str, Any], built: tuple[str, ...] = ()) -> None
     from vladapter.errors import ConfigError
 
     check_per_job_keys(config)
+    check_released_features(config)
     by_key: dict[str, list[str]] = {}
     for lm in config["lms"]:
         by_key.setdefault(name_key(lm), []).append(lm)

@@ -111,7 +111,14 @@ def raw_folder(dataset):
 for _dataset, _folder in RAW_PATHS.items():
     if not TOY and not os.path.isdir(_folder):
         raise WorkflowError(f"config data.paths.{_dataset}: folder {_folder} not found; point it at the unpacked "
-                         f"dataset, or remove the key to download it under data.raw_dir")
+                         f"dataset (VALUE's release: ann/{_dataset}, docs/data.md), or remove the key to download "
+                         f"it under data.raw_dir")
+for _dataset in VIDEO_DATASETS:
+    _folder = X.video_settings(config, _dataset).get("features")
+    if _folder and not TOY and not os.path.isdir(_folder):
+        raise WorkflowError(f"config data.videos.{_dataset}.features: folder {_folder} not found; download VALUE's "
+                         f"released features there (DataRelease download_features/download_<tv|how2|yc2>.sh, "
+                         f"docs/data.md), or name the dataset's videos instead (folder)")
 
 
 def downloaded_here(dataset):
@@ -183,14 +190,31 @@ def sharing(source):
 
 
 def video_folder(dataset):
-    """Where a video dataset's videos are (config data.videos.<dataset>.folder)."""
-    return X.video_settings(config, dataset).get("folder", f"{raw_folder(dataset)}/videos")
+    """Where a video dataset's videos are (config data.videos.<dataset>.folder, or the
+    folder of the dataset whose videos it shares)."""
+    return X.video_source(config, dataset).get("folder", f"{raw_folder(dataset)}/videos")
 
 
 def video_args(dataset):
     """--videos, and --frames-fps for released frame folders: where the videos are, as flags."""
-    fps = X.video_settings(config, dataset).get("fps")
+    fps = X.video_source(config, dataset).get("fps")
     return ["--videos", video_folder(dataset)] + (["--frames-fps", str(fps)] if fps else [])
+
+
+def released(source):
+    """The released feature folder (VALUE's <id>.npz) a video source is converted from, or None."""
+    return X.released_features(config, source) if source in VIDEO_DATASETS else None
+
+
+# video feature sources read from released features: converted (rule import_features), never
+# sampled or extracted
+RELEASED = [s for s in dict.fromkeys(map(feature_source, VIDEO_DATASETS)) if released(s)]
+
+
+def media_args(dataset):
+    """What prepare checks a video dataset's records against: its videos, or the released features."""
+    folder = X.video_source(config, dataset).get("features")
+    return ["--video-features", folder] if folder else video_args(dataset)
 
 
 def prepare_args(wildcards):
@@ -203,7 +227,7 @@ def prepare_args(wildcards):
     policy = [["--on-missing-video", data["on_missing_video"]]] if "on_missing_video" in data else []
     if "max_missing_videos" in data:
         policy.append(["--max-missing-videos", str(data["max_missing_videos"])])
-    return video_args(d) + [flag for pair in policy for flag in pair] + ["--source", feature_source(d)]
+    return media_args(d) + [flag for pair in policy for flag in pair] + ["--source", feature_source(d)]
 
 
 def frame_quality_args():

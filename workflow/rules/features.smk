@@ -30,6 +30,9 @@ rule extract_features:
         unpack(extract_inputs),
     output:
         "data/features/{source}.{backbone}.h5",
+    wildcard_constraints:
+        # the sources read from released features have their own rule (import_features)
+        source=f"(?!(?:{_alternatives(RELEASED)})(?![a-z0-9]))[a-z0-9]+" if RELEASED else "[a-z0-9]+",
     params:
         input=extract_source,
         backbone=lambda w, input: input.get("model", BACKBONES[w.backbone]),
@@ -50,6 +53,32 @@ rule extract_features:
         "vladapter extract-features --source {wildcards.source} --input {params.input:q}"
         " --backbone {params.backbone:q} --output {output:q} --batch-size {params.batch_size:q}"
         " --device {params.device:q} --workers {threads} --threads {threads} > {log:q} 2>&1"
+
+
+# Released video features (VALUE's vis_features/<tv|how2|yc2>/clip-vit/<id>.npz) into the same
+# feature file: the prepared records' videos only, timestamps from the release's 1.5-s rate.
+rule import_features:
+    input:
+        records=lambda w: [p for d in sharing(w.source) for p in prepared(d)],
+        folder=lambda w: released(w.source),
+    output:
+        "data/features/{source}.{backbone}.h5",
+    wildcard_constraints:
+        source=_alternatives(RELEASED),
+    params:
+        records=lambda w: [f"data/prepared/{d}" for d in sharing(w.source)],
+    log:
+        "logs/import_features/{source}.{backbone}.log",
+    benchmark:
+        "logs/benchmarks/import_features/{source}.{backbone}.tsv"
+    threads: 1
+    resources:
+        **res("light"),
+    conda:
+        ENV
+    shell:
+        "vladapter import-features --source {wildcards.source} --folder {input.folder:q}"
+        " --records {params.records:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule probe:

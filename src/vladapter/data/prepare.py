@@ -8,7 +8,8 @@ file stops with an error naming the file, the record and the fix; with --on-erro
 bad records are left out, counted and reported instead.
 
 Video datasets: each record's video is looked up by id in the dataset's videos folder
-(video files or released frame folders, see data/videos.py) and opened; missing and
+(video files, released frame folders, or released feature files such as VALUE's
+vis_features/<tv|how2|yc2>/clip-vit/<id>.npz: see data/videos.py) and opened; missing and
 unreadable videos are listed in videos_report.json with counts and their records dropped,
 or the run stops when more than --max-missing-videos of them are affected (--on-missing-video
 stop, the default; the report is written before the stop). --source renames the feature
@@ -104,6 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: <raw>/<dataset>/videos)")
     parser.add_argument("--frames-fps", type=float,
                         help="the videos are released frame folders <id>/*.jpg at this frame rate (TVQA: 3)")
+    parser.add_argument("--video-features", type=Path, metavar="FOLDER",
+                        help="video datasets without videos: released feature files <id>.npz (VALUE's "
+                             "vis_features/<tv|how2|yc2>/clip-vit), checked instead of videos (same report, same policy)")
     parser.add_argument("--on-missing-video", choices=ON_MISSING, default="stop",
                         help="missing/unreadable videos: drop their records and list them in videos_report.json "
                              "(skip), or do so only up to --max-missing-videos and stop above it (stop, default)")
@@ -115,11 +119,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vladapter.data.layout import RawLayout, parse_paths
+    from vladapter.errors import ConfigError
 
     raw = RawLayout(args.raw, parse_paths(args.path))
-    folder = args.videos or raw / args.dataset / "videos"
+    if args.video_features and (args.videos or args.frames_fps):
+        raise ConfigError("--video-features replaces --videos / --frames-fps: give one or the other")
+    if args.video_features:
+        videos = VideoFolder(args.video_features, features=True)
+    else:
+        videos = VideoFolder(args.videos or raw / args.dataset / "videos", args.frames_fps)
     s = prepare(args.dataset, raw, args.out, args.on_error, args.check_media,
-                videos=VideoFolder(folder, args.frames_fps), on_missing_video=args.on_missing_video,
+                videos=videos, on_missing_video=args.on_missing_video,
                 max_missing_videos=args.max_missing_videos, source=args.source)
     counts = " ".join(f"{k}={v}" for k, v in s["counts"].items())
     print(f"{args.dataset}: {counts} -> {Path(args.out) / args.dataset}")

@@ -1,16 +1,19 @@
 """Where a video dataset's videos are, and which of them a prepared dataset can use.
 
-A dataset's videos come in one of two released layouts, found by video id anywhere under
+A dataset's videos come in one of three released layouts, found by video id anywhere under
 one folder (the user's own folder is only read):
 
 - video files ``<id>.mp4|.webm|.mkv|...`` (the toy world; How2QA / YouCook2 clips a user
   has from YouTube: whole videos, segmented later by the records' timestamps);
 - frame folders ``<id>/*.jpg`` at a known frame rate (TVQA / TVC: the released 3-fps
-  ``frames_hq/<show>_frames/<vid_name>/00001.jpg``).
+  ``frames_hq/<show>_frames/<vid_name>/00001.jpg``);
+- released features ``<id>.npz`` (VALUE's ``vis_features/{tv,how2,yc2}/clip-vit/``: key
+  ``features``, one CLIP ViT-B/32 vector per 1.5 s; features/released.py converts them):
+  no video at all.
 
 ``check_videos`` is prepare's media check for video datasets: every video a record refers
 to is looked up and opened (a video file must decode a first frame; a frame folder must
-hold a readable JPEG). Missing and unreadable videos are listed with counts in a report
+hold a readable JPEG; a feature file must hold a 2-D ``features`` array). Missing and unreadable videos are listed with counts in a report
 (prepare writes it as ``videos_report.json``); their records are dropped, or, when more
 than ``max_missing`` of the videos are affected under ``on_missing: stop``, the run stops
 with an error naming the report (a ``MissingVideosError`` carrying it, for the caller to write).
@@ -27,20 +30,30 @@ from vladapter.errors import ConfigError, DataError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 FRAME_SUFFIXES = (".jpg", ".jpeg")
+FEATURE_SUFFIX = ".npz"
+FEATURE_KEY = "features"  # the array of a released feature file (VALUE, HERO's extractor)
 ON_MISSING = ("stop", "skip")
 
 
 @dataclass(frozen=True)
 class VideoFolder:
-    """A folder of one dataset's videos: video files (``fps`` None) or frame folders
-    (``fps``: the frame rate the frames were extracted at, e.g. 3 for TVQA)."""
+    """A folder of one dataset's videos: video files (``fps`` None), frame folders (``fps``:
+    the frame rate the frames were extracted at, e.g. 3 for TVQA), or released feature files
+    (``features``: ``<id>.npz``, VALUE's)."""
 
     folder: Path
     fps: float | None = None
+    features: bool = False
 
     def __post_init__(self) -> None:
         if self.fps is not None and self.fps <= 0:
             raise ConfigError(f"frame folders need a positive fps, got {self.fps}")
+        if self.fps is not None and self.features:
+            raise ConfigError("a videos folder holds frame folders (fps) or released feature files, not both")
+
+    @property
+    def layout(self) -> str:
+        return "released features" if self.features else "frame folders" if self.frames else "video files"
 
     @property
     def frames(self) -> bool:
@@ -50,8 +63,11 @@ class VideoFolder:
         """Video id -> file or frame folder, searched recursively; only ``ids`` when given
         (frame folders are matched by name without listing their frames)."""
         if not self.folder.is_dir():
-            raise DataError("videos folder not found", path=self.folder,
-                            fix="point data.videos.<dataset>.folder at the clips or frame folders you have "
+            raise DataError("released features folder not found" if self.features else "videos folder not found",
+                            path=self.folder,
+                            fix="point data.videos.<dataset>.features at VALUE's vis_features/<tv|how2|yc2>/clip-vit "
+                                "(docs/data.md)" if self.features else
+                                "point data.videos.<dataset>.folder at the clips or frame folders you have "
                                 "(docs/data.md), or generate the toy world")
         wanted = None if ids is None else set(ids)
         found: dict[str, Path] = {}
@@ -64,6 +80,11 @@ class VideoFolder:
                             found.setdefault(entry.name, Path(entry.path))
                         else:
                             stack.append(Path(entry.path))
+                    elif self.features:
+                        if entry.name.endswith(FEATURE_SUFFIX):
+                            stem = entry.name[: -len(FEATURE_SUFFIX)]
+                            if wanted is None or stem in wanted:
+                                found.setdefault(stem, Path(entry.path))
                     elif not self.frames and Path(entry.name).suffix.lower() in VIDEO_SUFFIXES:
                         stem = Path(entry.name).stem
                         if wanted is None or stem in wanted:
@@ -105,8 +126,33 @@ def frame_files(folder: Path) -> list[Path]:
     return order
 
 
-def unreadable(path: Path, frames: bool) -> str | None:
-    """Why the video (file or frame folder) at ``path`` cannot be used, or None."""
+def read_feature_file(path: Path):
+    """The ``features`` array of a released ``<id>.npz`` (no pickled objects are loaded);
+    ValueError saying what is wrong with it."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if FEATURE_KEY not in npz.files:
+                raise ValueError(f"no array {FEATURE_KEY!r} (has {', '.join(npz.files) or 'none'})")
+            features = npz[FEATURE_KEY]
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"not a readable .npz ({type(e).__name__}: {str(e)[:80]})") from None
+    if features.ndim != 2 or features.shape[1] == 0 or features.dtype.kind != "f":
+        raise ValueError(f"{FEATURE_KEY!r} is {features.dtype} {tuple(features.shape)}, expected float (T, D)")
+    return features
+
+
+def unreadable(path: Path, frames: bool, features: bool = False) -> str | None:
+    """Why the video (file, frame folder or released feature file) at ``path`` cannot be used, or None."""
+    if features:
+        try:
+            read_feature_file(path)
+            return None
+        except ValueError as e:
+            return str(e)
     try:
         if frames:
             from PIL import Image
@@ -146,12 +192,12 @@ def check_videos(splits: dict, source: VideoFolder, on_missing: str = "stop", ma
     ids = sorted({r.video for records in splits.values() for r in records if r.video is not None})
     found = source.find(ids)
     missing = {i: "not found" for i in ids if i not in found}
-    bad = {i: reason for i in ids if i in found and (reason := unreadable(found[i], source.frames))}
+    bad = {i: reason for i in ids if i in found and (reason := unreadable(found[i], source.frames, source.features))}
     lost = set(missing) | set(bad)
     kept = {split: [r for r in records if r.video not in lost] for split, records in splits.items()}
     fraction = len(lost) / len(ids) if ids else 0.0
     report = {
-        "folder": str(source.folder), "layout": "frame folders" if source.frames else "video files",
+        "folder": str(source.folder), "layout": source.layout,
         "fps": source.fps, "videos": len(ids), "found": len(ids) - len(missing), "missing_count": len(missing),
         "unreadable_count": len(bad), "fraction": round(fraction, 6), "on_missing": on_missing,
         "max_missing": max_missing,
@@ -163,7 +209,7 @@ def check_videos(splits: dict, source: VideoFolder, on_missing: str = "stop", ma
         raise MissingVideosError(f"{len(missing)} videos missing and {len(bad)} unreadable of {len(ids)} "
                         f"({100 * fraction:.1f} % > {100 * max_missing:g} %){where}",
                         path=source.folder,
-                        fix="add the missing clips, or set data.on_missing_video: skip (or raise "
+                        fix="add the missing clips (or feature files), or set data.on_missing_video: skip (or raise "
                             "data.max_missing_videos; prepare --on-missing-video skip) to drop their records",
                         report=report)
     return kept, report

@@ -147,6 +147,26 @@ def read_subtitles(path: Path, problems: Problems) -> dict[str, list[Subtitle]]:
     return out
 
 
+def subtitles_path(folder: Path, name: str, value_name: str) -> Path:
+    """A video dataset's subtitles: ``<folder>/<name>`` (this project's raw layout), else VALUE's
+    shared file ``<folder>/../<value_name>`` (DataRelease writes ``ann/<dataset>/`` beside
+    ``ann/{tv,how2,yc2}_subtitles.jsonl``); a DataError naming both when neither exists."""
+    own, value = Path(folder) / name, Path(folder).parent / value_name
+    if own.exists() or not value.exists():
+        return require(own, f"subtitles file (or VALUE's {value})", SUBTITLES_FIX)
+    return value
+
+
+def first_existing(folder: Path, names: list[str], what: str, fix: str) -> list[Path]:
+    """The files of ``names`` that exist in ``folder``, in that order (a split released under
+    several names: VALUE's merged test file beside the original public one); a DataError
+    naming them when none does."""
+    found = [Path(folder) / n for n in names if (Path(folder) / n).exists()]
+    if not found:
+        raise DataError(f"missing {what} (any of {', '.join(names)})", path=Path(folder) / names[0], fix=fix)
+    return found
+
+
 def subtitle_context(subs: list[Subtitle], span: list[float] | None) -> str:
     """The subtitle lines overlapping ``span`` (all lines when span is None), in order."""
     if span is None:

@@ -1,9 +1,17 @@
-"""How2QA: how2QA_{train,val,test_public}_release.csv + how2qa_subtitles.jsonl.
+"""How2QA, from either of its two releases (the folder's files decide; VALUE's when both):
 
-The CSV has no header and 7 columns: video_id, "[start:end]" (seconds), three wrong
-answers, the question, the correct answer. The correct answer always comes last in the
-file, so the reader inserts it among the wrong ones at a position fixed by a hash of the
-row (deterministic, uniform over the 4 positions): the answer position carries no prior.
+- VALUE's (the paper's benchmark; DataRelease download_how2_annotations.sh writes
+  ``ann/how2qa/how2qa_{train,val,test_public}_release.jsonl`` and ``ann/how2_subtitles.jsonl``):
+  TVQA-style lines {vid_name, ts "s-e", qid, q, a0..a3, answer_idx}. Records keep VALUE's qids
+  (uid) and choice order (a0..a3, answer_idx), which the leaderboard's submissions index.
+- HERO's original CSVs ``how2QA_{train,val,test_public}_release.csv`` + how2qa_subtitles.jsonl:
+  no header, 7 columns: video_id, "[start:end]" (seconds), three wrong answers, the question,
+  the correct answer. The correct answer always comes last in the file, so the reader inserts
+  it among the wrong ones at a position fixed by a hash of the row (deterministic, uniform over
+  the 4 positions): the answer position carries no prior. Not VALUE's benchmark: other sizes
+  (val 2,852 lines against VALUE's 3,115 questions), other choice order, row-numbered uids
+  (docs/data.md).
+
 Prepared splits: train, val, test (= test_public).
 """
 
@@ -14,12 +22,15 @@ import csv
 import zlib
 from pathlib import Path
 
-from vladapter.data.readers.common import Problems, read_subtitles, require, subtitle_context, text_lines
-from vladapter.data.readers.tvqa import parse_span
+from vladapter.data.readers.common import (Problems, read_subtitles, require, subtitle_context, subtitles_path,
+                                           text_lines)
+from vladapter.data.readers.tvqa import parse_span, read_jsonl
 from vladapter.data.records import Record
 
 SPLITS = {"train": "train", "val": "val", "test_public": "test"}
 N_COLUMNS = 7
+N_CHOICES = 4
+VALUE_FILE = "how2qa_{}_release.jsonl"
 FIX_DOWNLOAD = "run `vladapter download how2qa` (or `vladapter toyworld`)"
 
 
@@ -59,10 +70,21 @@ def read_csv(path: Path, problems: Problems, split: str, subtitles: dict | None 
     return out
 
 
+def is_value_release(folder: Path) -> bool:
+    """Whether ``folder`` holds VALUE's How2QA jsonl (else HERO's CSVs are read)."""
+    return any((Path(folder) / VALUE_FILE.format(name)).exists() for name in SPLITS)
+
+
 def read(raw: Path, problems: Problems) -> dict[str, list[Record]]:
-    subs = read_subtitles(raw / "how2qa" / "how2qa_subtitles.jsonl", problems)
-    return {split: read_csv(require(raw / "how2qa" / f"how2QA_{name}_release.csv", f"How2QA {name} CSV",
-                                    FIX_DOWNLOAD), problems, split, subs)
+    folder = raw / "how2qa"
+    subs = read_subtitles(subtitles_path(folder, "how2qa_subtitles.jsonl", "how2_subtitles.jsonl"), problems)
+    if is_value_release(folder):
+        fix = "download VALUE's How2QA annotations (VALUE-Leaderboard/DataRelease, docs/data.md)"
+        return {split: read_jsonl(require(folder / VALUE_FILE.format(name), f"VALUE How2QA {name} questions", fix),
+                                  problems, split, subs, task="how2qa", n_choices=N_CHOICES)
+                for name, split in SPLITS.items()}
+    return {split: read_csv(require(folder / f"how2QA_{name}_release.csv", f"How2QA {name} CSV", FIX_DOWNLOAD),
+                            problems, split, subs)
             for name, split in SPLITS.items()}
 
 

@@ -6,20 +6,29 @@ TVR: one description per line {vid_name, ts, desc, desc_id}: grouped per (vid_na
 into moments. YouCook2 official: {"database": {video_id: {subset, annotations: [{segment,
 id, sentence}]}}}: one moment per segment.
 Context = subtitle lines in the moment's span.
+
+VALUE's release (DataRelease download_{tv,yc2}_annotations.sh) writes ``ann/tvc/`` with
+tvc_test_release.jsonl (test-public merged with test-private: the leaderboard's test split)
+and ``ann/yc2c/yc2c_{train,val,test}_release.jsonl`` (one YouCook2 segment clip per
+vid_name, no ts: the whole clip), subtitles one level up in ``ann/{tv,yc2}_subtitles.jsonl``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vladapter.data.readers.common import (Problems, field_of, json_lines, load_json, read_subtitles, require,
-                                           subtitle_context)
-from vladapter.data.readers.tvqa import parse_span
+from vladapter.data.readers.common import (Problems, field_of, first_existing, json_lines, load_json,
+                                           read_subtitles, subtitle_context, subtitles_path)
+from vladapter.data.readers.tvqa import parse_span, read_files
 from vladapter.data.records import Record
 from vladapter.errors import DataError
 
-TVC_SPLITS = {"train": "train", "val": "val", "test_public": "test"}
-YC2C_SPLITS = {"train": "train", "val": "val", "test": "test"}
+# prepared split -> its files, first found first (VALUE's merged TVC test, then the public one)
+TVC_FILES = {"train": ["tvc_train_release.jsonl"], "val": ["tvc_val_release.jsonl"],
+             "test": ["tvc_test_release.jsonl", "tvc_test_public_release.jsonl"]}
+YC2C_FILES = {split: [f"yc2c_{split}_release.jsonl"] for split in ("train", "val", "test")}
+# VALUE's subtitle file (in ann/, beside the datasets' folders) per task
+VALUE_SUBTITLES = {"tvc": "tv_subtitles.jsonl", "yc2c": "yc2_subtitles.jsonl"}
 YOUCOOK2_SUBSETS = {"training": "train", "validation": "val", "testing": "test"}
 
 
@@ -104,16 +113,20 @@ def read_youcook2(path: Path, problems: Problems, subtitles: dict | None = None)
     return out
 
 
-def _read(raw: Path, problems: Problems, task: str, splits: dict, pattern: str) -> dict[str, list[Record]]:
-    fix = f"run `vladapter download {task}` (or `vladapter toyworld`)"
-    subs = read_subtitles(raw / task / f"{task}_subtitles.jsonl", problems)
-    return {split: read_value_jsonl(require(raw / task / pattern.format(name), f"{task} {name} captions", fix),
-                                    problems, task, split, subs)
-            for name, split in splits.items()}
+def _subtitles_path(folder: Path, task: str) -> Path:
+    return subtitles_path(folder, f"{task}_subtitles.jsonl", VALUE_SUBTITLES[task])
+
+
+def _read(raw: Path, problems: Problems, task: str, files: dict) -> dict[str, list[Record]]:
+    fix = f"run `vladapter download {task}` (or `vladapter toyworld`), or point it at VALUE's ann/{task}"
+    subs = read_subtitles(_subtitles_path(raw / task, task), problems)
+    return {split: read_files(first_existing(raw / task, names, f"{task} {split} captions", fix),
+                              lambda p, split=split: read_value_jsonl(p, problems, task, split, subs))
+            for split, names in files.items()}
 
 
 def read_tvc(raw: Path, problems: Problems) -> dict[str, list[Record]]:
-    return _read(raw, problems, "tvc", TVC_SPLITS, "tvc_{}_release.jsonl")
+    return _read(raw, problems, "tvc", TVC_FILES)
 
 
 def read_yc2c(raw: Path, problems: Problems) -> dict[str, list[Record]]:
@@ -122,12 +135,14 @@ def read_yc2c(raw: Path, problems: Problems) -> dict[str, list[Record]]:
     official = folder / "youcookii_annotations_trainval.json"
     if not (folder / "yc2c_train_release.jsonl").exists() and official.exists():
         subs_path = folder / "yc2c_subtitles.jsonl"
+        if not subs_path.exists() and (folder.parent / VALUE_SUBTITLES["yc2c"]).exists():
+            subs_path = folder.parent / VALUE_SUBTITLES["yc2c"]
         subs = read_subtitles(subs_path, problems) if subs_path.exists() else None
         out: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
         for r in read_youcook2(official, problems, subs):
             out[r.split].append(r)
         return out
-    return _read(raw, problems, "yc2c", YC2C_SPLITS, "yc2c_{}_release.jsonl")
+    return _read(raw, problems, "yc2c", YC2C_FILES)
 
 
 def media(raw: Path, record: Record) -> list[Path]:
