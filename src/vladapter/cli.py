@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract-features": ("vladapter.features.extract", "extract frozen CLIP features into HDF5"),
     "probe": ("vladapter.features.probe", "linear-probe features on toy attributes (scikit-learn)"),
     "params": ("vladapter.petl.accounting", "trainable/total parameters of every PETL preset"),
+    "import-checkpoint": ("vladapter.models.released",
+                          "VL-T5/VL-BART's released pre-trained checkpoint as a backbone (every tensor mapped)"),
     "pretrain": ("vladapter.train.pretrain", "VL pre-training of the backbone (span MLM, matching, QA)"),
     "train": ("vladapter.train.run", "multi-task training with a PETL method"),
     "evaluate": ("vladapter.evaluate.run", "generate and score with the official metrics"),
