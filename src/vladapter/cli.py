@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("vladapter.train.pretrain", "VL pre-training of the backbone (span MLM, matching, QA)"),
     "train": ("vladapter.train.run", "multi-task training with a PETL method"),
     "evaluate": ("vladapter.evaluate.run", "generate and score with the official metrics"),
+    "export": ("vladapter.evaluate.export", "a trained run as a shareable folder: tensors, model card, base sha256"),
     "report": ("vladapter.report.run", "results table, scores CSV, params-vs-score plot"),
 }
 
