@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -159,3 +160,64 @@ def test_import_command_refuses_a_pickled_object_without_running_it(tmp_path, to
     assert out.returncode == 2, out.stderr
     assert "weights_only" in out.stderr and "Traceback" not in out.stderr
     assert not marker.exists() and not (tmp_path / "m").exists()
+
+
+# --- the reference's CLIP feature folders (<dataset>/clip_features/data_clip_RN101_att/<id>.h5) ----------
+def write_reference_folder(folder, grids: dict) -> None:
+    """One file per image, one group named after it holding ``features``, as the reference's download."""
+    import h5py
+
+    folder.mkdir(parents=True)
+    for id_, grid in grids.items():
+        with h5py.File(folder / f"{id_}.h5", "w") as f:
+            f.create_group(id_).create_dataset("features", data=grid)
+
+
+def test_an_image_run_starts_from_reference_feature_files(tmp_path):
+    """Reference-layout folders convert into the project's feature files, read only; a run trained on
+    them equals the run trained on the same features extracted by the project."""
+    import h5py
+
+    import vl_world
+    from vladapter.cli import main
+    from vladapter.core.config import TrainConfig
+    from vladapter.features.store import FeatureStore
+    from vladapter.train.run import train
+
+    world = vl_world.build(tmp_path / "world", tasks=("vqa", "nlvr", "caption"))
+    converted = tmp_path / "converted"
+    for source, dataset in (("coco", "COCO"), ("nlvr2", "nlvr")):
+        with h5py.File(world["features"] / f"{source}.testclip.h5", "r") as f:
+            grids = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+        folder = tmp_path / "datasets" / dataset / "clip_features" / "data_clip_RN101_att"
+        write_reference_folder(folder, grids)
+        before = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir())
+        rc = main(["import-features", "--source", source, "--folder", str(folder), "--backbone", "testclip",
+                   "--output", str(converted / f"{source}.testclip.h5")])
+        assert rc == 0
+        assert sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()) == before
+        store = FeatureStore(converted / f"{source}.testclip.h5", n_tokens=4)
+        assert store.attrs["released"]["files"] == len(grids) and store.grid == (4, 4)
+        original = FeatureStore(world["features"] / f"{source}.testclip.h5", n_tokens=4)
+        for id_ in list(grids)[:5]:
+            assert np.array_equal(store.image(id_), original.image(id_))
+
+    torch.set_num_threads(1)
+    runs = {}
+    for name, features in (("extracted", world["features"]), ("reference", converted)):
+        cfg = TrainConfig(method="single_adapter", tasks=["vqa", "nlvr", "caption"], lr=1e-3, steps=6, batch_size=4,
+                          prepared=str(world["prepared"]), features=str(features), tokenizer=str(world["tokenizer"]),
+                          n_image_tokens=4, checkpoint_every=0)
+        train(cfg, tmp_path / name)
+        runs[name] = (tmp_path / name / "adapter.safetensors").read_bytes()
+    assert runs["extracted"] == runs["reference"]
+
+
+def test_reference_features_of_another_backbone_are_refused(tmp_path):
+    from vladapter.cli import main
+
+    folder = tmp_path / "COCO" / "clip_features" / "data_clip_RN101_att"
+    write_reference_folder(folder, {"123": np.zeros((64, 512), dtype=np.float16)})
+    out = tmp_path / "coco.RN101.h5"
+    assert main(["import-features", "--source", "coco", "--folder", str(folder), "--output", str(out)]) == 2
+    assert not out.exists()
