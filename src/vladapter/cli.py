@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample-frames": ("vladapter.features.frames", "sample video frames with decord into one HDF5 per dataset"),
     "train-toy-clip": ("vladapter.features.toy_clip", "train the tiny CLIP on toy image-caption pairs"),
     "extract-features": ("vladapter.features.extract", "extract frozen CLIP features into HDF5"),
-    "import-features": ("vladapter.features.released",
+    "import-features": ("vladapter.features.reference",
                         "the reference's released CLIP feature folders (data_clip_RN101_att) as a source"),
     "probe": ("vladapter.features.probe", "linear-probe features on toy attributes (scikit-learn)"),
     "params": ("vladapter.petl.accounting", "trainable/total parameters of every PETL preset"),
