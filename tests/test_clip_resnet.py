@@ -58,3 +58,55 @@ def test_rn101_from_the_hub_cache_a_file_and_a_weights_only_state_dict(stand_in_
     assert from_pt.conv1.weight.dtype == torch.float32
     with pytest.raises(ConfigError, match="not RN50"):
         load_clip_resnet("RN50", str(tmp_path / "rn101.bin"))
+
+
+class _ClipStandIn(torch.nn.Module):
+    """The clip package's model as its TorchScript files hold it: ``visual`` + a text part."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.visual = ClipResNet(config)
+        self.token_embedding = torch.nn.Embedding(10, 8)
+        self.logit_scale = torch.nn.Parameter(torch.ones([]) * 4.6)
+
+    def forward(self, pixels):
+        return self.visual(pixels)[1] * self.logit_scale.exp()
+
+
+def test_the_clip_packages_torchscript_weights_load_without_running_them(tmp_path):
+    """A TorchScript archive like the clip package's RN101.pt (fp16, traced) gives the visual tower's
+    exact weights, read from the zip by a restricted unpickler (torch.jit.load is never called)."""
+    torch.manual_seed(0)
+    config = ClipResNetConfig(layers=(1, 1, 1, 1), width=8, output_dim=16, image_size=64)
+    model = _ClipStandIn(config).eval()
+    traced = torch.jit.trace(model, torch.randn(1, 3, 64, 64)).half()
+    path = tmp_path / "RN101.pt"
+    torch.jit.save(traced, str(path))
+    loaded = load_clip_resnet("RNtest", str(path))
+    want = {k: v.half().float() for k, v in model.visual.state_dict().items() if "num_batches" not in k}
+    got = {k: v for k, v in loaded.state_dict().items() if "num_batches" not in k}
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_a_torchscript_archive_that_needs_code_is_refused(tmp_path):
+    import pickle
+    import zipfile
+
+    from vladapter.features.torchscript import read_torchscript_state
+
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "ok.pt"))
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, (f"touch {marker}",))
+
+    with zipfile.ZipFile(tmp_path / "ok.pt") as src, zipfile.ZipFile(tmp_path / "evil.pt", "w") as dst:
+        for item in src.infolist():
+            data = pickle.dumps({"weight": Evil()}, protocol=2) if item.filename.endswith("/data.pkl") else src.read(item)
+            dst.writestr(item, data)
+    with pytest.raises(ConfigError, match="not allowed"):
+        read_torchscript_state(tmp_path / "evil.pt")
+    assert not marker.exists()

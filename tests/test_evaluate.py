@@ -257,3 +257,33 @@ def test_a_run_on_fresh_base_weights_is_evaluated_on_the_base_it_trained_on(worl
     err = capsys.readouterr().err
     assert str(run) in err and "base_state" in err and "Traceback" not in err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_an_exported_run_reloads_and_evaluates_to_identical_metrics(world, trained, tmp_path):
+    """`vladapter export` writes a self-contained folder (tensors, model card, base sha256) that
+    `vladapter evaluate` scores exactly as it scores the run it came from; a changed file is refused."""
+    def evaluate(model, name):
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--model", str(model), "--out", str(out), "--predictions",
+                     str(tmp_path / f"pred-{name}"), "--num-beams", "1", "--batch-size", "16"]) == 0
+        return json.loads(out.read_text())
+
+    original = evaluate(trained, "original")
+    metrics = tmp_path / "original.json"
+    export = tmp_path / "shared" / "tiny-t5-full_finetuning"
+    assert main(["export", "--model", str(trained), "--metrics", str(metrics), "--out", str(export)]) == 0
+    manifest = json.loads((export / "export.json").read_text())
+    info = json.loads((trained / "train.json").read_text())
+    assert manifest["base"]["sha256"] == info["base_state"] and manifest["method"] == "full_finetuning"
+    assert sorted(manifest["files"]) == ["adapter.safetensors", "method.json", "metrics.json", "train.json"]
+    card = (export / "README.md").read_text()
+    assert "full_finetuning" in card and f"{original['average']:.2f}" in card and "vladapter evaluate" in card
+    again = evaluate(export, "again")
+    assert again["tasks"] == original["tasks"] and again["scores"] == original["scores"]
+    for task in ("vqa.json", "nlvr.csv", "caption.json"):
+        assert (tmp_path / "pred-again" / task).read_bytes() == (tmp_path / "pred-original" / task).read_bytes()
+
+    (export / "adapter.safetensors").write_bytes((export / "adapter.safetensors").read_bytes()[:-8])
+    rc = main(["evaluate", "--model", str(export), "--out", str(tmp_path / "x.json"), "--predictions",
+               str(tmp_path / "x"), "--num-beams", "1"])
+    assert rc == 2 and not (tmp_path / "x.json").exists()

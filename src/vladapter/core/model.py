@@ -109,8 +109,9 @@ def read_train_info(run_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_trained(run_dir: str | Path, device: torch.device | str = "cpu"):
-    """(model, train info) of a finished run: the base model rebuilt, the trained weights loaded."""
+def load_trained(run_dir: str | Path, device: torch.device | str = "cpu", base: str | Path | None = None):
+    """(model, train info) of a finished run: the base model rebuilt (from ``base`` when given: where the
+    VL pre-trained backbone it was trained on lives on this machine), the trained weights loaded."""
     from vladapter import petl
 
     import torch
@@ -123,15 +124,16 @@ def load_trained(run_dir: str | Path, device: torch.device | str = "cpu"):
     # seeded as training seeds it (train/job.py): a base of fresh weights (a toy LM, a run
     # without VL pre-training, random_init) is the same base only when drawn alike
     torch.manual_seed(cfg.get("seed", 0))
-    model = build_model(cfg["lm"], cfg.get("init"), info["feat_dim"], info["n_vis_tokens"], info["vocab_size"],
+    init = str(base) if base is not None else cfg.get("init")
+    model = build_model(cfg["lm"], init, info["feat_dim"], info["n_vis_tokens"], info["vocab_size"],
                         cfg.get("random_init", False))
     petl.load(model, run_dir / ADAPTER_FILE)
     expected = info.get("base_state")
     if expected and state_digest(model, frozen_only=True) != expected:
         raise ConfigError(f"{run_dir} was trained on other frozen weights than the ones rebuilt now from "
-                          f"{cfg.get('init') or cfg['lm']} (train.json base_state): the checkpoint or backbone "
+                          f"{init or cfg['lm']} (train.json base_state): the checkpoint or backbone "
                           "folder changed since training; train the run again, or point it at the weights it "
-                          "was trained on")
+                          "was trained on (vladapter evaluate --base DIR)")
     return model.to(device).eval(), info
 
 

@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", nargs="+",
                         help="datasets of the majority baseline, e.g. vqav2,gqa,nlvr2,coco (default: all)")
     parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    parser.add_argument("--base", help="folder of the base weights the run was trained on, when not where train.json "
+                        "says (an exported run on another machine); its frozen weights must match the recorded sha256")
     parser.add_argument("--seeds", nargs="+", type=int,
                         help="score the model of each seed in --model/seed-<n> (vladapter train --seeds)")
     add_config_flags(parser, EvaluateConfig)
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         run_name, lm_name = model_dir.name, model_dir.parent.name
         out = Path(args.out or f"metrics/{lm_name}/{run_name}.json")
         predictions = Path(args.predictions or f"predictions/{lm_name}/{run_name}")
-        metrics = evaluate_run(model_dir, cfg, out, predictions, device=args.device, seeds=args.seeds)
+        metrics = evaluate_run(model_dir, cfg, out, predictions, device=args.device, seeds=args.seeds,
+                               base=args.base)
     for task, score in metrics["scores"].items():
         print(f"{task:>8}: {score:7.2f}")
     for task in metrics["submission_only"]:
@@ -91,13 +94,17 @@ def _with_run_defaults(cfg: EvaluateConfig, train_cfg: dict) -> EvaluateConfig:
 
 
 def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, predictions_dir: str | Path,
-                 device: str | None = None, seeds: list[int] | None = None) -> dict:
+                 device: str | None = None, seeds: list[int] | None = None, base: str | None = None) -> dict:
     """Predict ``cfg.split`` (and every ``cfg.submit`` split) with the trained run in
     ``model_dir``; writes each task's submission file, then the metrics of the tasks whose
     split has labels (the others are listed as submission-only). With ``seeds``: the model
     of each seed (``model_dir/seed-<n>``, predictions in ``predictions_dir/seed-<n>``), each
-    seed's metrics under "seeds" and their means as "scores" and "average"."""
+    seed's metrics under "seeds" and their means as "scores" and "average". An exported run
+    (``vladapter export``) is checked against its manifest and scores the seeds it holds;
+    ``base`` names where its base weights live when not where its train.json says."""
     import torch
+
+    from vladapter.evaluate.export import read_export, verify_export
 
     from vladapter.experiments import seed_dir
     from vladapter.core.model import load_trained
@@ -106,11 +113,15 @@ def evaluate_run(model_dir: str | Path, cfg: EvaluateConfig, out: str | Path, pr
     # generating takes long: a folder that cannot be written must stop us before, not after
     ensure_writable(Path(out).parent)
     ensure_writable(predictions_dir)
+    exported = read_export(model_dir)
+    if exported is not None:
+        verify_export(model_dir, exported)
+        seeds = seeds if seeds is not None else exported["seeds"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     folders = {None: str(model_dir)} if seeds is None else {s: seed_dir(str(model_dir), s) for s in seeds}
     per_seed = {}
     for seed, folder in folders.items():
-        model, info = load_trained(folder, dev)
+        model, info = load_trained(folder, dev, base=base)
         predictions = Path(predictions_dir if seed is None else seed_dir(str(predictions_dir), seed))
         per_seed[seed] = _evaluate_model(model, info, _with_run_defaults(cfg, info["config"]), predictions, dev,
                                          "" if seed is None else f", seed {seed}")

@@ -16,6 +16,8 @@ embedding size.
 The architecture is read from the weights (stage depths from the block indices, width
 from the first block, resolution from the position embeddings), as CLIP's loader does.
 Weights come from a safetensors file, a state dict loaded with ``torch.load(weights_only=True)``,
+the clip package's TorchScript ``RN101.pt`` (its tensors read without running its code:
+``features.torchscript``),
 a folder holding either (open_clip's hub layout: ``open_clip_model.safetensors`` or
 ``open_clip_pytorch_model.bin``), or a hub id in the local HF cache.
 """
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vladapter.errors import ConfigError
+from vladapter.features.torchscript import is_torchscript, read_torchscript_state
 
 # open_clip's names for OpenAI's ResNet weights -> (stage depths, hub repository of the weights)
 KNOWN = {
@@ -185,14 +188,17 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         except (SafetensorError, OSError) as e:
             raise ConfigError(f"{path}: cannot read safetensors ({e})") from None
+    elif is_torchscript(path):  # the clip package's RN101.pt: its tensors, read without running its code
+        state = read_torchscript_state(path)
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many kinds for archives that are not plain state dicts
             raise ConfigError(
-                f"{path}: not a plain state dict loadable with weights_only=True ({type(e).__name__}). OpenAI's "
-                "RN101.pt is a TorchScript archive: use open_clip's copy of the same weights (hub "
-                "timm/resnet101_clip.openai, open_clip_model.safetensors) instead") from None
+                f"{path}: not a plain state dict loadable with weights_only=True ({type(e).__name__}). Supported: "
+                "a safetensors file, a plain state dict, the clip package's TorchScript RN101.pt, or an open_clip "
+                "folder / hub copy (timm/resnet101_clip.openai). Convert where the file was made: python -c "
+                "\"import torch; torch.save(MODEL.state_dict(), 'RN101_state.pt')\"") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         if not isinstance(state, dict):

@@ -1,4 +1,5 @@
-"""Released video features into the project's feature HDF5: VALUE's CLIP ViT-B/32 frame vectors.
+"""Released features into the project's feature HDF5 (`vladapter import-features`): VALUE's CLIP
+ViT-B/32 frame vectors here; the reference's image grid folders in ``features.reference``.
 
 VALUE's DataRelease (download_features/download_{tv,how2,yc2}.sh) unpacks
 ``vis_features/{tv,how2,yc2}/clip-vit/<video id>.npz``: one file per video, array
@@ -96,27 +97,48 @@ def _read(path: Path) -> np.ndarray:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="feature source (tvqa, how2qa, yc2c): the output's name")
-    parser.add_argument("--folder", required=True, type=Path,
-                        help="the released features: VALUE's vis_features/<tv|how2|yc2>/clip-vit (<id>.npz, searched "
-                             "recursively; only read)")
-    parser.add_argument("--records", required=True, type=Path, nargs="+",
-                        help="prepared dataset folders (data/prepared/<dataset>): convert only their videos "
-                             "(several: datasets sharing the videos, TVQA and TVC)")
-    parser.add_argument("--output", required=True, type=Path, help="feature HDF5 (data/features/<source>.<backbone>.h5)")
+    parser.add_argument("--source", required=True, help="feature source (tvqa, how2qa, yc2c; coco, gqa, nlvr2, "
+                        "pretrain): the output's name")
+    parser.add_argument("--folder", required=True, type=Path, nargs="+",
+                        help="the released features (only read): VALUE's vis_features/<tv|how2|yc2>/clip-vit "
+                             "(<id>.npz, searched recursively), or the reference's <dataset>/clip_features/"
+                             "data_clip_RN101_att folder(s) (<img_id>.h5; several make one source)")
+    parser.add_argument("--records", type=Path, nargs="+",
+                        help="VALUE's video features: prepared dataset folders (data/prepared/<dataset>) whose videos "
+                             "are converted (several: datasets sharing the videos, TVQA and TVC)")
+    parser.add_argument("--backbone", help="the backbone the features come from (default: VALUE's ViT-B/32, the "
+                        "reference's open_clip:RN101@openai)")
+    parser.add_argument("--output", type=Path,
+                        help="feature HDF5 (default: data/features/<source>.<backbone name>.h5)")
     parser.add_argument("--interval", type=float, default=VALUE_INTERVAL_S,
-                        help=f"seconds between the released vectors (default: VALUE's {VALUE_INTERVAL_S})")
+                        help=f"VALUE: seconds between the released vectors (default: {VALUE_INTERVAL_S})")
     parser.add_argument("--flush-every", type=int, default=512,
-                        help="videos per resumable shard: the most work an interruption loses (default: 512)")
+                        help="ids per resumable shard: the most work an interruption loses (default: 512)")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing output / unfinished run")
 
 
 def run(args: argparse.Namespace) -> int:
+    from vladapter.errors import ConfigError
+    from vladapter.features.reference import REFERENCE_BACKBONE, import_reference, is_reference_folder
+    from vladapter.utils.names import name_key
+
+    if is_reference_folder(args.folder[0]):  # the reference's image grids: <img_id>.h5 files
+        backbone = args.backbone or REFERENCE_BACKBONE
+        output = args.output or Path("data/features") / f"{args.source}.{name_key(backbone)}.h5"
+        written = import_reference(args.folder, output, backbone, flush_every=args.flush_every,
+                                   overwrite=args.overwrite)
+        print(f"{output}: {written} images imported from {', '.join(map(str, args.folder))}")
+        return 0
     from vladapter.features.frames import record_segments
 
+    if not args.records or len(args.folder) != 1:
+        raise ConfigError("VALUE's video features: give one --folder and the prepared --records whose videos to "
+                          "convert (a folder of the reference's <img_id>.h5 image features needs neither)")
+    backbone = args.backbone or VALUE_BACKBONE
+    output = args.output or Path("data/features") / f"{args.source}.{name_key(backbone)}.h5"
     ids = list(record_segments(args.records))
-    report = import_features(args.folder, ids, args.output, interval=args.interval, flush_every=args.flush_every,
-                             overwrite=args.overwrite)
-    print(f"{args.output}: {report.written} videos converted ({report.frames} vectors), {report.kept} kept from "
-          f"before, of {report.total} ({args.folder})")
+    report = import_features(args.folder[0], ids, output, interval=args.interval, backbone=backbone,
+                             flush_every=args.flush_every, overwrite=args.overwrite)
+    print(f"{output}: {report.written} videos converted ({report.frames} vectors), {report.kept} kept from "
+          f"before, of {report.total} ({args.folder[0]})")
     return 0

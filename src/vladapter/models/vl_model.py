@@ -79,7 +79,8 @@ class VLModel(nn.Module):
     """
 
     def __init__(self, lm: nn.Module, *, name: str, family: str, feat_dim: int, n_vis_tokens: int,
-                 text_vocab: int, n_vis_extra: int = N_VIS_EXTRA):
+                 text_vocab: int, n_vis_extra: int = N_VIS_EXTRA, visual_norm: str = "layer",
+                 visual_single_norm: bool = False):
         super().__init__()
         d_model = lm.config.d_model
         if lm.get_input_embeddings().num_embeddings != text_vocab + n_vis_extra:
@@ -88,13 +89,15 @@ class VLModel(nn.Module):
                 f"{text_vocab} + {n_vis_extra} <vis_extra_id> rows"
             )
         self.lm = lm
-        self.visual = VisualEmbedding(feat_dim, d_model).to(lm.device)
+        self.visual = self._visual_embedding(feat_dim, d_model, visual_norm, visual_single_norm).to(lm.device)
         self.prompts: nn.Module | None = None
         self.context = ForwardContext()
         self.vl_config = {
             "lm": name, "family": family, "feat_dim": feat_dim, "n_vis_tokens": n_vis_tokens,
             "text_vocab": text_vocab, "n_vis_extra": n_vis_extra,
         }
+        if (visual_norm, visual_single_norm) != ("layer", False):  # a released layout (models.released)
+            self.vl_config.update(visual_norm=visual_norm, visual_single_norm=visual_single_norm)
         # As in VL-T5 / VL-BART, only text tokens have positions; prompts and visual tokens
         # have none. BART adds learned positions to every encoder input and T5 a relative
         # position bias between every pair: hooks keep the text's and zero the rest.
@@ -107,8 +110,13 @@ class VLModel(nn.Module):
     def reset_visual(self, feat_dim: int) -> None:
         """A fresh visual embedding for ``feat_dim``-d features (another backbone than the
         one this model was pre-trained on); the language model is untouched."""
-        self.visual = VisualEmbedding(feat_dim, self.d_model).to(self.device)
+        self.visual = self._visual_embedding(feat_dim, self.d_model, self.visual.norm_kind,
+                                             self.visual.single_norm).to(self.device)
         self.vl_config["feat_dim"] = feat_dim
+
+    def _visual_embedding(self, feat_dim: int, d_model: int, norm: str, single_norm: bool) -> VisualEmbedding:
+        eps = getattr(self.lm.config, "layer_norm_epsilon", 1e-6)
+        return VisualEmbedding(feat_dim, d_model, norm=norm, single_norm=single_norm, eps=eps)
 
     # --- properties ----------------------------------------------------------------------
     @property
@@ -166,7 +174,8 @@ class VLModel(nn.Module):
         embed = self.lm.get_input_embeddings()
         text = embed(input_ids)
         boxes = None if boxes is None else boxes.to(text.dtype)
-        vis = self.visual(vis_feats.to(text.dtype), img_order, boxes) + embed(obj_order + self.vl_config["text_vocab"])
+        vis = self.visual(vis_feats.to(text.dtype), img_order, boxes,
+                          obj_embeds=embed(obj_order + self.vl_config["text_vocab"]))
         parts, masks = [text, vis], [attention_mask.long(), vis_mask.long()]
         n_prefix = 0
         if self.prompts is not None:
@@ -228,12 +237,19 @@ class VLModel(nn.Module):
     # --- whole-model checkpoints ---------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` (every parameter) + ``vl_config.json``, atomically."""
-        from vladapter.utils.io import atomic_dir, save_model_safetensors
+        from vladapter.utils.io import atomic_dir
 
-        config = {**self.vl_config, "hf_config": self.lm.config.to_dict()}
         with atomic_dir(directory) as tmp:
-            save_model_safetensors(self, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+            self.write_pretrained(tmp)
+
+    def write_pretrained(self, folder: str | Path) -> None:
+        """Write ``model.safetensors`` + ``vl_config.json`` into an existing (temporary) folder."""
+        from vladapter.utils.io import save_model_safetensors
+
+        folder = Path(folder)
+        config = {**self.vl_config, "hf_config": self.lm.config.to_dict()}
+        save_model_safetensors(self, folder / WEIGHTS_FILE, metadata={"format": "pt"})
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> "VLModel":
@@ -252,7 +268,8 @@ class VLModel(nn.Module):
             lm = hf_cls(hf_cls.config_class.from_dict(hf_config))
             model = cls(lm, name=config["lm"], family=config["family"], feat_dim=config["feat_dim"],
                         n_vis_tokens=config["n_vis_tokens"], text_vocab=config["text_vocab"],
-                        n_vis_extra=config["n_vis_extra"])
+                        n_vis_extra=config["n_vis_extra"], visual_norm=config.get("visual_norm", "layer"),
+                        visual_single_norm=config.get("visual_single_norm", False))
         missing, unexpected = load_model(model, str(weights), strict=False)
         if missing or unexpected:
             raise ConfigError(f"{weights} does not fit the model described by {config_path}: "
