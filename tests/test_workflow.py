@@ -225,7 +225,8 @@ def test_multi_gpu_training_runs_under_torchrun(tmp_path):
     (work / "gpus.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(work, "-n", "-p", "--configfile", "gpus.yaml").stdout
     train = [line for line in out.splitlines() if "vladapter train " in line]
-    assert train and all("torchrun --standalone --nproc_per_node=4 --no-python vladapter train" in t
+    assert train and all("exec python -m vladapter.train.launch torchrun --standalone --nproc_per_node=4 --no-python "
+                         "vladapter train" in t
                          for t in train)
     assert "gpu=4" in out  # the resource the SLURM executor turns into --gpus
     assert re.search(r"vladapter evaluate .*--device cuda", out)
