@@ -99,7 +99,9 @@ NOTES: dict[str, str] = {
              "as released), or point config data.paths.nlvr2 at your folder.",
     "tvqa": "QA files (after accepting the TVQA download agreement). Videos/frames come with the agreement; "
             "subtitles: the VALUE release's subtitle jsonl as data/raw/tvqa/tvqa_subtitles.jsonl.",
-    "how2qa": "CSV files. Videos are YouTube clips (HERO/VALUE release); subtitles: how2qa_subtitles.jsonl.",
+    "how2qa": "HERO's CSV files (not VALUE's benchmark: the paper's How2QA is VALUE's jsonl, fetched with VALUE's "
+              "DataRelease scripts and read where they put it: docs/data.md, \"VALUE's release\"). Videos are "
+              "YouTube clips (HERO/VALUE release); subtitles: how2qa_subtitles.jsonl.",
     "tvc": "Caption files (test_public has no descriptions). Videos as for TVQA; subtitles: tvc_subtitles.jsonl.",
     "yc2c": "YouCook2's official annotations (train/val; read when the VALUE yc2c_*_release.jsonl files are "
             "absent). Videos are YouTube clips.",
