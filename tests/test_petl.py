@@ -420,3 +420,22 @@ def test_remove_on_a_copy_leaves_the_original(bases):
     assert torch.equal(logits(twin), with_lora)
     petl.remove(twin)
     assert torch.equal(logits(twin), logits(base)) and torch.equal(logits(model), with_lora)
+
+
+@pytest.mark.parametrize("preset", ["single_lora", "adapter_task_prompts", "hyperformer"])
+def test_disabled_runs_the_bare_model_and_switches_back(bases, preset):
+    base = copy.deepcopy(bases["tiny-t5"]).eval()
+    model = applied(bases, "tiny-t5", preset).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name not in base.state_dict():
+                p.normal_(0, 0.5)
+    with_method = logits(model)
+    assert not torch.allclose(with_method, logits(base))
+    with petl.disabled(model):
+        assert torch.equal(logits(model), logits(base))
+        assert model.prompts is None
+    assert torch.equal(logits(model), with_method)
+    with petl.disabled(model):  # removing while disabled leaves the bare model too
+        petl.remove(model)
+    assert torch.equal(logits(model), logits(base)) and n_hooks(model) == n_hooks(base)
