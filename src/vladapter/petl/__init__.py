@@ -21,7 +21,8 @@ import importlib
 _EXPORTS = {"load": "checkpoint", "read_header": "checkpoint", "save": "checkpoint", "ParamCount": "method",
             "apply": "method", "count": "method", "uses_task_prefix": "method", "remove": "method",
             "merge": "method", "disabled": "method", "needs_backbone_grad": "method", "PRESETS": "registry",
-            "Preset": "registry", "Method": "contract", "HostModel": "contract", "Injector": "contract", "Mergeable": "contract"}
+            "Preset": "registry", "Method": "contract", "HostModel": "contract", "Injector": "contract",
+            "Mergeable": "contract"}
 
 
 def __getattr__(name: str):
