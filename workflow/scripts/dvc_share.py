@@ -92,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("publish", help="record a finished run in dvc.lock and stage it in git")
-    pull_parser = sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for Snakemake")
-    pull_parser.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to `dvc pull` (e.g. -r myremote)")
-    args = parser.parse_args(argv)
+    sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for Snakemake; "
+                                "other arguments go to `dvc pull` (e.g. -r myremote)")
+    args, dvc_args = parser.parse_known_args(argv)
+    if dvc_args and args.command != "pull":
+        parser.error(f"unrecognized arguments: {' '.join(dvc_args)}")
     try:
-        print(publish() if args.command == "publish" else pull(args.dvc_args))
+        print(publish() if args.command == "publish" else pull(dvc_args))
     except ShareError as e:
         print(f"dvc_share {args.command}: {e}", file=sys.stderr)
         return 2
