@@ -47,6 +47,13 @@ def _dvc_json(cwd, *args):
     return json.loads(proc.stdout)
 
 
+def _refused(cwd, *cmd) -> str:
+    """The message of a command that must refuse (exit 2, no traceback)."""
+    proc = subprocess.run(list(cmd), cwd=cwd, env=snakemake_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    return proc.stderr
+
+
 def _git_dvc_repo(work):
     """Make the workflow folder ``work`` a git + DVC repository with the repository's DVC
     settings and the generated dvc.yaml; its outputs stay where Snakemake wrote them."""
@@ -121,6 +128,13 @@ def test_published_run_pulled_into_a_clone_has_nothing_to_redo(smoke_workflow, t
     push), another clones the repository and pulls it (make pull)."""
     lab = _git_dvc_repo(copy_run(smoke_workflow[0], tmp_path / "lab"))
     share = [sys.executable, "workflow/scripts/dvc_share.py"]
+    config = yaml.safe_load((lab / "config" / "config.yaml").read_text())
+    run = experiments.runs(config)[0]
+    # an unfinished run is not published
+    (lab / run.metrics_path).rename(tmp_path / "metrics.json")
+    assert "jobs left to run" in _refused(lab, *share, "publish")
+    assert not (lab / "dvc.lock").exists()
+    (tmp_path / "metrics.json").rename(lab / run.metrics_path)
     _run(lab, *share, "publish")  # dvc.lock records what Snakemake built; nothing reran
     assert planned_jobs(lab) == {}
     _git(lab, "commit", "-qm", "results of the smoke run")
@@ -133,8 +147,6 @@ def test_published_run_pulled_into_a_clone_has_nothing_to_redo(smoke_workflow, t
     assert not (clone / "data").exists() and not (clone / "models").exists()
     pulled = _run(clone, *share, "pull")
     assert "marked it up to date" in pulled
-    config = yaml.safe_load((clone / "config" / "config.yaml").read_text())
-    run = experiments.runs(config)[0]
     # features and every seed's checkpoint came from the remote
     assert sorted(p.name for p in (clone / "data" / "features").glob("*.h5")) == \
         sorted(p.name for p in (lab / "data" / "features").glob("*.h5"))
@@ -147,3 +159,9 @@ def test_published_run_pulled_into_a_clone_has_nothing_to_redo(smoke_workflow, t
     snakemake(clone, "--force", run.metrics_path)
     assert (clone / run.metrics_path).read_bytes() == (lab / run.metrics_path).read_bytes()
     assert _dvc_json(clone, "metrics", "diff") == {}
+
+    # outputs that no longer match the config are not marked up to date
+    config["evaluate"]["max_examples"] = 4
+    (clone / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    refused = _refused(clone, *share, "pull")
+    assert "differs from dvc.lock" in refused and "metrics" in refused
