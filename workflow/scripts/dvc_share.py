@@ -4,8 +4,8 @@
     python workflow/scripts/dvc_share.py pull [-r R] # in a clone: fetch it, mark it up to date
 
 publish: the run must be complete (`snakemake -n` has nothing to do). `dvc commit` records
-what Snakemake built in dvc.lock without running anything (the cache hard-links the files:
-no copy, no modification time changes), then dvc.lock and the outputs DVC leaves to git
+what Snakemake built in dvc.lock without running anything (the cache copies the files and
+leaves them, their times included, as they are), then dvc.lock and the outputs DVC leaves to git
 (metrics/, results/: every uncached out of dvc.yaml) are staged. Then commit them and
 `dvc push` the cache.
 
