@@ -34,19 +34,18 @@ class ShareError(Exception):
     """A state in which publishing or pulling would record something false; says the fix."""
 
 
-def _run(cmd: list[str], capture: bool = True) -> str:
+def _run(cmd: list[str], capture: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=capture, text=True)
     if proc.returncode != 0:
         tail = ((proc.stdout or "") + (proc.stderr or ""))[-3000:] if capture else ""
         raise ShareError(f"`{' '.join(cmd[2:] if cmd[0] == sys.executable else cmd)}` failed "
                          f"(exit {proc.returncode})\n{tail}".rstrip())
-    return (proc.stdout or "") + (proc.stderr or "")
+    return proc
 
 
 def dvc_changes() -> dict:
     """`dvc status` as JSON: stage -> what differs from dvc.lock ({} when nothing does)."""
-    out = _run([*DVC, "status", "--json"])
-    return json.loads(out[out.index("{"):]) if "{" in out else {}
+    return json.loads(_run([*DVC, "status", "--json"]).stdout or "{}")
 
 
 def git_outs(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
@@ -63,7 +62,7 @@ def git_outs(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
 
 def publish() -> str:
     dry = _run([*SNAKEMAKE, "--dry-run"])
-    if NOTHING_TO_DO not in dry:
+    if NOTHING_TO_DO not in dry.stdout + dry.stderr:
         raise ShareError("the workflow has jobs left to run (`snakemake -n` plans some): run it to the end "
                          "(make run), then publish")
     _run([*DVC, "commit", "--force"])
