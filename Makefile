@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean publish pull
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,16 @@ run: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --profile profiles/default --cores $(CORES)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --profile profiles/default --cores $(CORES) --report report.html
 	@echo "HTML report (table, figures, captions): report.html"
+
+# Share a run through a DVC remote (docs/workflow.md, "Sharing through a remote"):
+#   make publish   after `make run`: dvc.lock records it (nothing reruns); dvc.lock, metrics/ and
+#                  results/ are staged in git; then `git commit` and `dvc push`
+#   make pull      in a clone: `dvc pull`, then Snakemake marks the pulled outputs up to date
+publish: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python workflow/scripts/dvc_share.py publish
+
+pull: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python workflow/scripts/dvc_share.py pull
 
 test: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
