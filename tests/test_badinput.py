@@ -382,6 +382,18 @@ def test_documented_nested_config_override_is_accepted(work):
     assert rc == 0, out[-3000:]
 
 
+def test_a_task_batch_smaller_than_the_gpus_is_refused_before_any_job(work):
+    """16 GPUs: NLVR2's batch (20/60 of train.batch_size 32) has 11 rows, and 5 processes would
+    get none (pad([]) raised there, the others waited in NCCL forever)."""
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["resources"]["train"]["gpu"] = 16
+    (work / "gpus.yaml").write_text(yaml.safe_dump(config))
+    rc, out = dry_run(work, "--configfile", "gpus.yaml")
+    assert rc != 0, out[-2000:]
+    assert "train.batch_size: 32 gives batches of fewer rows than the 16 processes" in out
+    assert "nlvr 11" in out and "raise train.batch_size to at least 47" in out and TRACEBACK not in out
+
+
 def test_wrong_value_type_is_refused_before_any_job(work):
     """(already worked) a bad value stops the workflow before its first job."""
     rc, out = dry_run(work, "--config", "world={kind: toy, seed: -1}")

@@ -265,9 +265,10 @@ def _resume_point(work: Path, producer: dict | None, dist: DistInfo) -> Path | N
     decided before the main rank deletes anything."""
     decision = NO_CHECKPOINT
     if dist.is_main and (last := ckpt.latest_checkpoint(work)) is not None:
-        written_by = ckpt.read_state(last).get("producer")
+        state = ckpt.read_state(last)
+        written_by = state.get("producer")
         if producer is None or written_by == producer:
-            decision = int(ckpt.read_state(last)["step"])
+            decision = int(state["step"])
         else:
             decision = STALE
             changed = sorted(k for k in set(producer) | set(written_by or {})
