@@ -11,12 +11,16 @@ from vladapter.config_schema import config_problems
 from vladapter.errors import ConfigError
 from vladapter.core.config import canonical
 from vladapter.train import launch
+from vladapter.utils import arithmetic
 
 
 # Before any job: a wrong key or value stops here with a message naming it.
 if problems := config_problems(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles):
     raise WorkflowError(problems)
 validate(config, "../schemas/config.schema.yaml")
+# every job's CPU arithmetic (vladapter.utils.arithmetic): jobs inherit this environment, and
+# the `vladapter` entry point pins its level's kernels and threads before torch loads
+os.environ[arithmetic.ENV] = config["cpu_arithmetic"]
 
 TOY = config["world"]["kind"] == "toy"
 IMAGE_DATASETS = config["datasets"]["image"]
