@@ -42,6 +42,8 @@ class TrainConfig:
     method_overrides: keyword overrides passed to petl.apply (e.g. {reduction_factor: 4})
     tasks:            task keys trained together (image: vqa gqa nlvr caption; video: tvqa how2qa tvc yc2c)
     init:             directory of a VL-pre-trained backbone (VLModel.save_pretrained), or null
+    init_per_seed:    init holds one backbone per seed (<init>/seed-<n>, pre-trained with that seed):
+                      seed n of the run starts from its own (seeds that cover VL pre-training)
     random_init:      build lm from its config with fresh weights even when it names a checkpoint
     tokenizer:        tokenizer directory or HF name
     prepared:         prepared records folder (<prepared>/<dataset>/<split>.jsonl)
@@ -83,6 +85,7 @@ class TrainConfig:
     method_overrides: dict[str, Any] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=lambda: list(IMAGE_TASKS))
     init: str | None = None
+    init_per_seed: bool = False
     random_init: bool = False
     tokenizer: str = "models/tokenizer"
     prepared: str = "data/prepared"
@@ -189,6 +192,7 @@ class PretrainConfig(TrainConfig):
     enabled:    read by the workflow (whether runs start from the pre-trained backbone;
                 in ``video``: whether video runs start from a video-pre-trained one)
     compare:    read by the workflow (methods also trained without pre-training, <run>-nopt)
+    per_seed:   read by the workflow (one pre-training per seed of the runs; vladapter.experiments)
     matching:   a first stage of image-text matching alone (``vladapter pretrain --matching``:
                 objectives [itm] unless it lists [itm, pair]; these keys override the others;
                 ``enabled`` is the workflow's); the objectives' stage then starts from its backbone
@@ -202,6 +206,7 @@ class PretrainConfig(TrainConfig):
     epochs: float | None = 10
     enabled: bool = True
     compare: list[str] = field(default_factory=list)
+    per_seed: bool = False
     matching: dict[str, Any] = field(default_factory=dict)
 
 
@@ -283,7 +288,7 @@ C = TypeVar("C")
 
 # keys of a section that only the workflow reads (which stages run, which runs exist);
 # applied or dropped when a stage's settings are resolved, never part of them
-WORKFLOW_KEYS = ("video", "matching", "enabled", "compare")
+WORKFLOW_KEYS = ("video", "matching", "enabled", "compare", "per_seed")
 # what the matching stage trains when its sub-section does not say
 MATCHING_DEFAULTS = {"objectives": ["itm"]}
 
@@ -399,7 +404,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
     """One ``--key`` flag per scalar/list field of ``cls``, defaulting to None (= the config's value)."""
     docs = _field_docs(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.name in ("method_overrides", "video", "matching", "enabled", "compare"):
+        if f.name in skip or f.name in ("method_overrides", *WORKFLOW_KEYS):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -14,7 +14,8 @@ run has finished. Run it under `torchrun` for DDP (gloo on CPU, NCCL on GPU).
 --resume continues a killed run from its last checkpoint to the same final weights.
 
 With --seeds (train.seeds) the run is trained once per seed into <out>/seed-<n>/, one
-after the other in this process (Python, torch and transformers start once).
+after the other in this process (Python, torch and transformers start once); with
+--init-per-seed each seed starts from its own pre-trained backbone, <init>/seed-<n>/.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         train(cfg, out, resume=args.resume)
     for seed in cfg.seeds or []:
         print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
-        train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume)
+        # with init_per_seed, each seed starts from the backbone pre-trained with that seed
+        init = seed_dir(cfg.init, seed) if cfg.init and cfg.init_per_seed else cfg.init
+        train(dataclasses.replace(cfg, seed=seed, seeds=None, init=init, init_per_seed=False),
+              seed_dir(str(out), seed), resume=args.resume)
     return 0
 
 
