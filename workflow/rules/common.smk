@@ -29,11 +29,14 @@ PRETRAIN = config["pretrain"]["enabled"]
 VIDEO_PRETRAIN = X.video_pretraining(config)  # task keys of the video pre-training stage, or []
 # the image-text matching stage before pre-training's objectives (rule pretrain_matching)
 MATCHING = PRETRAIN and config["pretrain"].get("matching", {}).get("enabled", False)
-# pretrain.per_seed: one pre-training (every stage) per seed of the runs, in <stage dir>/seed-<n>;
-# the wildcard part of the pre-training rules' outputs, "" when all runs share one backbone
+# pretrain.per_seed: one pre-training (every stage) per seed of the runs, in <stage dir>/seed-<n>
 PRETRAIN_PER_SEED = X.pretrain_per_seed(config)
-PRETRAIN_SEED_PART = "/seed-{pseed}" if PRETRAIN_PER_SEED else ""
-PRETRAIN_LOG_PART = "-seed{pseed}" if PRETRAIN_PER_SEED else ""
+PRETRAIN_LOG_PART = "-seed{pseed}" if PRETRAIN_PER_SEED else ""  # in the stages' log names
+
+
+def per_seed(folder, seed="{pseed}"):
+    """A pre-training stage's folder: its seed's (pretrain.per_seed), else the one shared."""
+    return X.seed_dir(folder, seed) if PRETRAIN_PER_SEED else folder
 SPLITS = ["train", "val", "test"]
 LMS = {X.name_key(lm): lm for lm in config["lms"]}
 RUNS = {(r.lm, r.name): r for r in X.runs(config)}
@@ -325,7 +328,7 @@ def train_inputs(wildcards):
     inputs = model_inputs(datasets_of(run.modality))
     if run.pretrained:
         init = train_init(run)
-        inputs["init"] = [X.seed_dir(init, s) for s in run.seeds] if PRETRAIN_PER_SEED else init
+        inputs["init"] = sorted({per_seed(init, s) for s in run.seeds})
     return inputs
 
 
@@ -337,10 +340,9 @@ def pretrain_seed(wildcards):
 def pretrain_init(stage, lm, seed=None):
     """The backbone a pre-training stage continues: the matching stage's, the image one's
     (of the same seed with pretrain.per_seed)."""
-    part = f"/seed-{seed}" if PRETRAIN_PER_SEED and seed is not None else ""
     if stage == "video":
-        return f"models/pretrain/{lm}{part}"
-    return f"models/pretrain-matching/{lm}{part}" if stage == "pretrain" and MATCHING else None
+        return per_seed(f"models/pretrain/{lm}", seed)
+    return per_seed(f"models/pretrain-matching/{lm}", seed) if stage == "pretrain" and MATCHING else None
 
 
 def pretrain_inputs(wildcards):

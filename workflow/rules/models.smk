@@ -26,7 +26,7 @@ rule pretrain_matching:
     input:
         **model_inputs(["pretrain"]),
     output:
-        directory(f"models/pretrain-matching/{{lm}}{PRETRAIN_SEED_PART}"),
+        directory(per_seed("models/pretrain-matching/{lm}")),
     params:
         # every setting the job receives, as canonical JSON (a change reruns it)
         settings=settings("matching"),
@@ -50,7 +50,7 @@ rule pretrain:
     input:
         unpack(pretrain_inputs),
     output:
-        directory(f"models/pretrain/{{lm}}{PRETRAIN_SEED_PART}"),
+        directory(per_seed("models/pretrain/{lm}")),
     params:
         # what the backbone depends on (not which runs use it): every setting the job receives
         settings=settings("pretrain"),
@@ -73,7 +73,7 @@ rule pretrain_video:
     input:
         unpack(pretrain_video_inputs),
     output:
-        directory(f"models/pretrain-video/{{lm}}{PRETRAIN_SEED_PART}"),
+        directory(per_seed("models/pretrain-video/{lm}")),
     params:
         settings=settings("video"),
         launcher=launcher,
