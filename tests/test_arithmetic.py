@@ -97,12 +97,12 @@ def host_env(level: str, smaller: bool) -> dict[str, str]:
 def world(tmp_path_factory) -> Path:
     """The smoke-scale toy world, prepared (pre-training split, VQAv2, COCO) and tokenized."""
     root = tmp_path_factory.mktemp("world")
-    env = host_env("avx2", smaller=False)
-    for argv in (["toyworld", "--out", "data/raw", "--scale", "smoke", "--seed", "0", "--workers", "1"],
-                 *[["prepare", "--dataset", d, "--raw", "data/raw", "--out", "data/prepared"]
-                   for d in ("pretrain", "vqav2", "coco")],
-                 ["build-tokenizer", "--prepared", "data/prepared", "--out", "models/tokenizer"]):
-        subprocess.run([sys.executable, "-m", "vladapter", *argv], cwd=root, env=env, check=True, capture_output=True)
+    commands = [["toyworld", "--out", "data/raw", "--scale", "smoke", "--seed", "0", "--workers", "1"],
+                *[["prepare", "--dataset", d, "--raw", "data/raw", "--out", "data/prepared"]
+                  for d in ("pretrain", "vqav2", "coco")],
+                ["build-tokenizer", "--prepared", "data/prepared", "--out", "models/tokenizer"]]
+    subprocess.run([sys.executable, "-c", RUN_CHAIN, json.dumps(commands)], cwd=root, env=host_env("avx2", smaller=False),
+                   check=True, capture_output=True)
     return root
 
 
