@@ -19,7 +19,7 @@ Levels (config ``cpu_arithmetic``; a job reads it from ``VLADAPTER_CPU_ARITHMETI
                 vendors' CPUs it falls back to its own dispatch (MKL's documentation), so
                 an Intel and an AMD host may still differ in MKL's products.
 ``compatible``  as ``avx2`` but MKL's COMPATIBLE branch (SSE2, the one MKL keeps identical
-                across Intel and other vendors); training's matrix products cost ~1.7x the
+                across Intel and other vendors); training steps cost ~1.6x the
                 CPU time (docs/workflow.md: CPU arithmetic, measured).
 ``native``      nothing pinned: every library's fastest kernels and the threads given
                 (research runs on CPU; GPU configs).
