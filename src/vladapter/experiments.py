@@ -106,14 +106,6 @@ def pretrain_per_seed(config: Mapping[str, Any]) -> bool:
     return bool(pre.get("enabled") and pre.get("per_seed"))
 
 
-def pretrain_seeds(config: Mapping[str, Any]) -> list[int]:
-    """The seeds of the pre-training stages: every seed of the runs with ``pretrain.per_seed``
-    (image and video runs), else the one ``pretrain.seed`` (default 0)."""
-    if not pretrain_per_seed(config):
-        return [int((config.get("pretrain") or {}).get("seed", 0))]
-    return sorted({s for modality in MODALITIES if config["datasets"][modality] for s in seeds(config, modality)})
-
-
 VIDEO_CAPTION_TASKS = ("tvc", "yc2c")
 
 

@@ -37,6 +37,8 @@ PRETRAIN_LOG_PART = "-seed{pseed}" if PRETRAIN_PER_SEED else ""  # in the stages
 def per_seed(folder, seed="{pseed}"):
     """A pre-training stage's folder: its seed's (pretrain.per_seed), else the one shared."""
     return X.seed_dir(folder, seed) if PRETRAIN_PER_SEED else folder
+
+
 SPLITS = ["train", "val", "test"]
 LMS = {X.name_key(lm): lm for lm in config["lms"]}
 RUNS = {(r.lm, r.name): r for r in X.runs(config)}
