@@ -36,6 +36,7 @@ wildcard_constraints:
     backbone=_alternatives(BACKBONES),
     lm=_alternatives(LMS),
     run=_alternatives({name for _, name in RUNS}),
+    pseed="[0-9]+",
 
 
 include: "workflow/rules/data.smk"

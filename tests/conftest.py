@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from vladapter.utils import arithmetic
+
+# One CPU arithmetic in every test process and the processes it starts (the level of
+# VLADAPTER_CPU_ARITHMETIC, default avx2: docs/workflow.md), set before torch or numpy loads
+CPU_ARITHMETIC = arithmetic.pin()
+
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO / "tests" / "fixtures" / "real"
 
@@ -17,8 +23,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Under pytest-xdist, the workers share the cores: each gets its part of them for torch's
 # threads (and so do the processes it starts); two processes at torch's default of every core
 # run a tiny training several times slower (docs/DEVELOPING.md)
+# (pinned arithmetic: one thread each, on every host)
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _WORKERS > 1:
+if _WORKERS > 1 and CPU_ARITHMETIC == "native":
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
 
 # Modules that share one session's smoke workflow or the local SLURM cluster (started and
@@ -30,7 +37,7 @@ SHARED_GROUPS = {"test_workflow": "smoke", "test_dvc": "smoke", "test_settings":
 
 # Longest groups first (xdist hands each worker two groups at the start, in this order, then
 # one at a time): the image rehearsal and the smoke group start on different workers.
-FIRST = ("test_rehearsal_image", "smoke", "test_benchmarks", "test_rehearsal_video")
+FIRST = ("test_rehearsal_image", "smoke", "test_benchmarks", "test_rehearsal_video", "test_arithmetic")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

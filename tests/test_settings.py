@@ -67,7 +67,8 @@ def test_each_job_receives_exactly_the_settings_snakemake_compares(tmp_path):
     # training jobs exec their process (the SLURM stop signal reaches it): "exec vladapter ..."
     commands = [c.removeprefix("exec ") for c in planned_commands(work, "--configfile", "config/smoke.yaml")]
     commands = [c for c in commands if re.match(r"vladapter (train|pretrain) ", c)]
-    assert len(commands) == len(X.runs(SMOKE)) + 3  # + matching, image and video pre-training
+    # + matching, image and video pre-training, once per seed (pretrain.per_seed)
+    assert len(commands) == len(X.runs(SMOKE)) + 3 * len(SMOKE["train"]["seeds"])
     train = {re.search(r"--out '?models/tiny-t5/([^' ]+)", c).group(1): _settings_arg(c)
              for c in commands if c.startswith("vladapter train ")}
     for run in X.runs(SMOKE):
@@ -88,6 +89,7 @@ def test_job_settings_equal_what_the_command_line_of_before_resolved(tmp_path, r
     modality = run.modality
     init = None if not run.pretrained else f"models/pretrain{'-video' if modality == 'video' else ''}/tiny-t5"
     flags = {"lm": "tiny-t5", "method": run.method, "tasks": X.tasks(DEFAULT, modality), "init": init,
+             "init_per_seed": init is not None and X.pretrain_per_seed(DEFAULT),  # one pre-training per seed
              "tokenizer": "models/tokenizer", "prepared": "data/prepared", "features": "data/features",
              "backbone": X.name_key(DEFAULT["backbone"][modality]),
              "n_image_tokens": DEFAULT["features"]["n_image_tokens"],

@@ -95,8 +95,11 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     expected = {r.name for r in experiments.runs(config)}
     assert set(train) == expected
     assert len(expected) == len(config["methods"]["image"]) + len(config["methods"]["video"]) + 2
-    assert train["image-single_adapter"]["init"] == "models/pretrain/tiny-t5"
+    # each seed of a run starts from the backbone pre-trained with that seed (pretrain.per_seed)
+    assert (train["image-single_adapter"]["init"], train["image-single_adapter"]["init_per_seed"]) == (
+        "models/pretrain/tiny-t5", True)
     assert train["image-single_adapter-nopt"]["init"] is None
+    assert train["image-single_adapter-nopt"]["init_per_seed"] is False
     assert train["video-single_lora"]["tasks"] == ["tvqa", "how2qa", "tvc", "yc2c"]
     # every seed of a run in one training job and one evaluation job
     assert all(s["seeds"] == [0, 1, 2] for s in train.values())
@@ -105,12 +108,18 @@ def test_default_config_plans_the_toy_matrix_with_the_pretraining_comparison(tmp
     # video runs start from the video-pre-trained backbone, which continues the image one
     assert train["video-single_adapter"]["init"] == "models/pretrain-video/tiny-t5"
     pretrain = _settings_by_out(commands, "pretrain")
-    video_pretrain = pretrain["models/pretrain-video/tiny-t5"]
-    assert (video_pretrain["tasks"], video_pretrain["init"]) == (["tvc", "yc2c"], "models/pretrain/tiny-t5")
-    # pre-training starts from the image-text matching stage
-    assert any(c.startswith("exec vladapter pretrain --matching --resume ") and "models/pretrain-matching/tiny-t5" in c
+    # every stage once per seed, each continuing the stage before it of the same seed
+    assert sorted(pretrain) == sorted(f"models/pretrain{stage}/tiny-t5/seed-{seed}"
+                                      for stage in ("-matching", "", "-video") for seed in (0, 1, 2))
+    for seed in (0, 1, 2):
+        video_pretrain = pretrain[f"models/pretrain-video/tiny-t5/seed-{seed}"]
+        assert (video_pretrain["tasks"], video_pretrain["init"], video_pretrain["seed"]) == (
+            ["tvc", "yc2c"], f"models/pretrain/tiny-t5/seed-{seed}", seed)
+        # pre-training starts from the image-text matching stage
+        assert pretrain[f"models/pretrain/tiny-t5/seed-{seed}"]["init"] == f"models/pretrain-matching/tiny-t5/seed-{seed}"
+        assert pretrain[f"models/pretrain-matching/tiny-t5/seed-{seed}"]["seed"] == seed
+    assert any(c.startswith("exec vladapter pretrain --matching --resume ") and "models/pretrain-matching/tiny-t5/seed-0" in c
                for c in commands)
-    assert pretrain["models/pretrain/tiny-t5"]["init"] == "models/pretrain-matching/tiny-t5"
 
 
 def test_runs_take_their_seeds_from_train_seeds_with_the_video_override():
@@ -177,14 +186,19 @@ def test_smoke_workflow_produces_table_plots_and_metrics(smoke_workflow):
     # every job logged and benchmarked
     assert (work / "logs" / "benchmarks" / "train" / "tiny-t5" / "image-single_adapter.tsv").exists()
     # the video run started from the video pre-training stage (on tvqa: smoke has no captions)
-    video = json.loads((work / "models" / "tiny-t5" / "video-single_adapter" / "seed-0" / "train.json").read_text())
-    assert video["config"]["init"] == "models/pretrain-video/tiny-t5"
-    image = json.loads((work / "models" / "pretrain" / "tiny-t5" / "pretrain.json").read_text())
-    assert image["config"]["init"] == "models/pretrain-matching/tiny-t5"
-    matching = json.loads((work / "models" / "pretrain-matching" / "tiny-t5" / "pretrain.json").read_text())
-    assert list(matching["objectives"]) == ["itm"] and matching["steps"] == SMOKE["pretrain"]["matching"]["steps"]
-    assert json.loads((work / "models" / "pretrain-video" / "tiny-t5" / "pretrain.json").read_text())[
-        "objectives"] == {"tvqa": len((work / "data" / "prepared" / "tvqa" / "train.jsonl").read_text().splitlines())}
+    # each seed from its own pre-training (pretrain.per_seed): the stages of seed n, seeded n
+    for seed in SMOKE["train"]["seeds"]:
+        video = json.loads((work / "models" / "tiny-t5" / "video-single_adapter" / f"seed-{seed}" / "train.json").read_text())
+        assert video["config"]["init"] == f"models/pretrain-video/tiny-t5/seed-{seed}"
+        image = json.loads((work / "models" / "pretrain" / "tiny-t5" / f"seed-{seed}" / "pretrain.json").read_text())
+        assert (image["config"]["init"], image["config"]["seed"]) == (f"models/pretrain-matching/tiny-t5/seed-{seed}", seed)
+        matching = json.loads((work / "models" / "pretrain-matching" / "tiny-t5" / f"seed-{seed}" / "pretrain.json").read_text())
+        assert list(matching["objectives"]) == ["itm"] and matching["steps"] == SMOKE["pretrain"]["matching"]["steps"]
+        assert json.loads((work / "models" / "pretrain-video" / "tiny-t5" / f"seed-{seed}" / "pretrain.json").read_text())[
+            "objectives"] == {"tvqa": len((work / "data" / "prepared" / "tvqa" / "train.jsonl").read_text().splitlines())}
+    backbones = {(work / "models" / "pretrain" / "tiny-t5" / f"seed-{seed}" / "model.safetensors").read_bytes()
+                 for seed in SMOKE["train"]["seeds"]}
+    assert len(backbones) == len(SMOKE["train"]["seeds"])  # different pre-trainings, not copies
 
 
 @pytest.mark.slow

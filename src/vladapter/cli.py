@@ -11,6 +11,9 @@ parsed (and --help answered) before any heavy import, so `vladapter <command> --
 answers in well under 2 s and a stage never pays for another stage's imports.
 The Snakemake rules, the tests and users all call these same commands.
 
+Every command computes with the CPU arithmetic of vladapter.utils.arithmetic (one
+instruction-set level and thread count on every x86-64 host), set here before torch loads.
+
 Exit status: 0 done, 2 a usage error or a bad input (a one-paragraph message naming the
 file, record or key and the fix, never a traceback), 130 interrupted.
 """
@@ -72,8 +75,14 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from vladapter import __version__
     from vladapter.errors import VladapterError
+    from vladapter.utils import arithmetic
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # before any command module loads torch or numpy: they read it when they load
+        arithmetic.pin()
+    except VladapterError as e:
+        print(f"vladapter: error: {e}", file=sys.stderr)
+        return 2
     top = _top_parser()
     if not argv:  # a usage error, as for any command line that names no command
         top.print_help(sys.stderr)

@@ -154,6 +154,14 @@ def pretrain_feature_sources(corpus: list[str]) -> list[str]:
     return list(dict.fromkeys([FEATURE_SOURCE[d] for d in corpus if FEATURE_SOURCE[d] not in caption] + caption))
 
 
+def pretrain_per_seed(config: Mapping[str, Any]) -> bool:
+    """Whether each seed of the runs has its own VL pre-training (``pretrain.per_seed``):
+    a run's seed n starts from the backbone pre-trained (matching, objectives, video) with
+    seed n, so the seeds' spread covers pre-training too. The toy CLIP and features stay shared."""
+    pre = config.get("pretrain") or {}
+    return bool(pre.get("enabled") and pre.get("per_seed"))
+
+
 def video_pretraining(config: Mapping[str, Any]) -> list[str]:
     """Task keys of the video pre-training stage: the config's video captioning datasets
     (all its video datasets when it has none of those); [] when there is no such stage
@@ -170,6 +178,7 @@ def video_pretraining(config: Mapping[str, Any]) -> list[str]:
 SET_PER_JOB = {
     "lm": "lms", "method": "methods.<modality>", "tasks": "datasets.<modality>",
     "init": "pretrain.enabled (runs start from the pre-trained backbone)", "tokenizer": "the top-level tokenizer",
+    "init_per_seed": "pretrain.per_seed (each seed of a run starts from its own pre-training)",
     "prepared": "the workflow's data/prepared", "features": "the workflow's data/features",
     "backbone": "backbone.<modality>", "n_image_tokens": "features.n_image_tokens",
     "n_video_frames": "features.n_video_frames",
@@ -181,9 +190,11 @@ STAGES = {"train": ("train", None), "pretrain": ("pretrain", None), "matching": 
 
 def job_settings(config: Mapping[str, Any], stage: str, *, lm: str | None = None, modality: str = "image",
                  method: str | None = None, tasks: list[str] | None = None, init: str | None = None,
-                 tokenizer: str | None = None) -> dict[str, Any]:
+                 tokenizer: str | None = None, seed: int | None = None) -> dict[str, Any]:
     """The settings one workflow job of ``stage`` (train | pretrain | matching | video |
     evaluate) runs with, as the JSON object its command receives (``--settings``).
+    ``seed``: a pre-training stage's seed (``pretrain.per_seed``: one backbone per seed of
+    the runs); a training job with ``init`` then starts each seed from ``<init>/seed-<n>``.
 
     The config's section resolved by vladapter.core.config.resolve_section (the one place
     sections are merged), with what the workflow decides per job: the LM's name, the
@@ -204,9 +215,12 @@ def job_settings(config: Mapping[str, Any], stage: str, *, lm: str | None = None
     }
     if section == "train":
         given["seeds"] = list(seeds(config, modality))  # always a list: one folder per seed
+        given["init_per_seed"] = bool(init) and pretrain_per_seed(config)
         return settings_of(resolve_section(config[section], section, TrainConfig, given, where="config"))
+    if seed is not None:
+        given["seed"] = seed
     resolved = settings_of(resolve_section(config[section], section, PretrainConfig, given, stage=sub, where="config"))
-    return {k: v for k, v in resolved.items() if k != "seeds"}  # one backbone: no seeds of runs
+    return {k: v for k, v in resolved.items() if k not in ("seeds", "init_per_seed")}  # one backbone: no seeds of runs
 
 
 def check_per_job_keys(config: Mapping[str, Any]) -> None:

@@ -11,6 +11,7 @@ from vladapter.config_schema import config_problems
 from vladapter.errors import ConfigError
 from vladapter.core.config import canonical
 from vladapter.train import launch
+from vladapter.utils import arithmetic
 
 
 # Before any job: a wrong key or value stops here with a message naming it.
@@ -18,6 +19,9 @@ if problems := config_problems(config, f"{workflow.basedir}/workflow/schemas/con
                                dict(workflow.config_settings.config)):
     raise WorkflowError(problems)
 validate(config, "../schemas/config.schema.yaml")
+# every job's CPU arithmetic (vladapter.utils.arithmetic): jobs inherit this environment, and
+# the `vladapter` entry point pins its level's kernels and threads before torch loads
+os.environ[arithmetic.ENV] = config["cpu_arithmetic"]
 
 TOY = config["world"]["kind"] == "toy"
 IMAGE_DATASETS = config["datasets"]["image"]
@@ -26,6 +30,16 @@ PRETRAIN = config["pretrain"]["enabled"]
 VIDEO_PRETRAIN = X.video_pretraining(config)  # task keys of the video pre-training stage, or []
 # the image-text matching stage before pre-training's objectives (rule pretrain_matching)
 MATCHING = PRETRAIN and config["pretrain"].get("matching", {}).get("enabled", False)
+# pretrain.per_seed: one pre-training (every stage) per seed of the runs, in <stage dir>/seed-<n>
+PRETRAIN_PER_SEED = X.pretrain_per_seed(config)
+PRETRAIN_LOG_PART = "-seed{pseed}" if PRETRAIN_PER_SEED else ""  # in the stages' log names
+
+
+def per_seed(folder, seed="{pseed}"):
+    """A pre-training stage's folder: its seed's (pretrain.per_seed), else the one shared."""
+    return X.seed_dir(folder, seed) if PRETRAIN_PER_SEED else folder
+
+
 SPLITS = ["train", "val", "test"]
 LMS = {X.name_key(lm): lm for lm in config["lms"]}
 RUNS = {(r.lm, r.name): r for r in X.runs(config)}
@@ -328,7 +342,8 @@ def model_inputs(datasets):
 
 
 def train_init(run):
-    """The backbone a run starts from: the (video) pre-trained one, or None."""
+    """The backbone a run starts from: the (video) pre-trained one, or None. With
+    pretrain.per_seed, the folder of one backbone per seed (seed n starts from <it>/seed-<n>)."""
     if not run.pretrained:
         return None
     video = run.modality == "video" and VIDEO_PRETRAIN
@@ -339,29 +354,36 @@ def train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = model_inputs(datasets_of(run.modality))
     if run.pretrained:
-        inputs["init"] = train_init(run)
+        init = train_init(run)
+        inputs["init"] = sorted({per_seed(init, s) for s in run.seeds})
     return inputs
 
 
-def pretrain_init(stage, lm):
-    """The backbone a pre-training stage continues: the matching stage's, the image one's."""
+def pretrain_seed(wildcards):
+    """The seed of a pre-training job: its {pseed} (pretrain.per_seed), else None (the config's)."""
+    return int(wildcards.pseed) if PRETRAIN_PER_SEED else None
+
+
+def pretrain_init(stage, lm, seed=None):
+    """The backbone a pre-training stage continues: the matching stage's, the image one's
+    (of the same seed with pretrain.per_seed)."""
     if stage == "video":
-        return f"models/pretrain/{lm}"
-    return f"models/pretrain-matching/{lm}" if stage == "pretrain" and MATCHING else None
+        return per_seed(f"models/pretrain/{lm}", seed)
+    return per_seed(f"models/pretrain-matching/{lm}", seed) if stage == "pretrain" and MATCHING else None
 
 
 def pretrain_inputs(wildcards):
     """The pre-training split's data, and the matching stage's backbone when there is one."""
     inputs = model_inputs([X.PRETRAIN])
     if MATCHING:
-        inputs["init"] = pretrain_init("pretrain", wildcards.lm)
+        inputs["init"] = pretrain_init("pretrain", wildcards.lm, pretrain_seed(wildcards))
     return inputs
 
 
 def pretrain_video_inputs(wildcards):
     """The image-text backbone it continues, and the video captioning data it trains on."""
     datasets = [d for d in VIDEO_DATASETS if X.DATASET_TASK[d] in VIDEO_PRETRAIN]
-    return {**model_inputs(datasets), "init": pretrain_init("video", wildcards.lm)}
+    return {**model_inputs(datasets), "init": pretrain_init("video", wildcards.lm, pretrain_seed(wildcards))}
 
 
 def settings(stage):
@@ -381,10 +403,11 @@ def settings(stage):
                 config, "train", lm=lm, modality=run.modality, method=run.method,
                 tasks=X.tasks(config, run.modality), init=train_init(run), tokenizer=tokenizer_of(lm)))
         video = stage == "video"
+        seed = pretrain_seed(wildcards)
         return canonical(X.job_settings(
             config, stage, lm=lm, modality="video" if video else "image",
-            tasks=VIDEO_PRETRAIN if video else [X.PRETRAIN], init=pretrain_init(stage, wildcards.lm),
-            tokenizer=tokenizer_of(lm)))
+            tasks=VIDEO_PRETRAIN if video else [X.PRETRAIN], init=pretrain_init(stage, wildcards.lm, seed),
+            tokenizer=tokenizer_of(lm), seed=seed))
 
     return value
 

@@ -26,16 +26,16 @@ rule pretrain_matching:
     input:
         **model_inputs([X.PRETRAIN]),
     output:
-        directory("models/pretrain-matching/{lm}"),
+        directory(per_seed("models/pretrain-matching/{lm}")),
     params:
         # every setting the job receives, as canonical JSON (a change reruns it)
         settings=settings("matching"),
         launcher=launcher,
     priority: 10  # pre-training waits for it
     log:
-        "logs/pretrain/{lm}-matching.log",
+        f"logs/pretrain/{{lm}}-matching{PRETRAIN_LOG_PART}.log",
     benchmark:
-        "logs/benchmarks/pretrain/{lm}-matching.tsv"
+        f"logs/benchmarks/pretrain/{{lm}}-matching{PRETRAIN_LOG_PART}.tsv"
     threads: train_threads()
     resources:
         **train_resources(),
@@ -50,16 +50,16 @@ rule pretrain:
     input:
         unpack(pretrain_inputs),
     output:
-        directory("models/pretrain/{lm}"),
+        directory(per_seed("models/pretrain/{lm}")),
     params:
         # what the backbone depends on (not which runs use it): every setting the job receives
         settings=settings("pretrain"),
         launcher=launcher,
     priority: 10  # every run waits for the pre-trained backbone
     log:
-        "logs/pretrain/{lm}.log",
+        f"logs/pretrain/{{lm}}{PRETRAIN_LOG_PART}.log",
     benchmark:
-        "logs/benchmarks/pretrain/{lm}.tsv"
+        f"logs/benchmarks/pretrain/{{lm}}{PRETRAIN_LOG_PART}.tsv"
     threads: train_threads()
     resources:
         **train_resources(),
@@ -73,15 +73,15 @@ rule pretrain_video:
     input:
         unpack(pretrain_video_inputs),
     output:
-        directory("models/pretrain-video/{lm}"),
+        directory(per_seed("models/pretrain-video/{lm}")),
     params:
         settings=settings("video"),
         launcher=launcher,
     priority: 5  # the video runs wait for it
     log:
-        "logs/pretrain/{lm}-video.log",
+        f"logs/pretrain/{{lm}}-video{PRETRAIN_LOG_PART}.log",
     benchmark:
-        "logs/benchmarks/pretrain/{lm}-video.tsv"
+        f"logs/benchmarks/pretrain/{{lm}}-video{PRETRAIN_LOG_PART}.tsv"
     threads: train_threads()
     resources:
         **train_resources(),

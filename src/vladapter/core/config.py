@@ -77,6 +77,8 @@ class TrainConfig:
     tasks: list[str] = key(doc="task keys trained together (image: vqa gqa nlvr caption; video: tvqa how2qa tvc "
                            "yc2c)", factory=lambda: list(IMAGE_TASKS))
     init: str | None = key(None, "directory of a VL-pre-trained backbone (VLModel.save_pretrained), or null")
+    init_per_seed: bool = key(False, "init holds one backbone per seed (<init>/seed-<n>, pre-trained with that "
+                              "seed): seed n of the run starts from its own (seeds that cover VL pre-training)")
     random_init: bool = key(False, "build lm from its config with fresh weights even when it names a checkpoint")
     tokenizer: str = key("models/tokenizer", "tokenizer directory or HF name")
     prepared: str = key("data/prepared", "prepared records folder (<prepared>/<dataset>/<split>.jsonl)")
@@ -194,6 +196,9 @@ class PretrainConfig(TrainConfig):
                         workflow=True, also_in=(PRETRAIN_VIDEO, MATCHING), required=("pretrain", MATCHING))
     compare: list[str] = key(doc="read by the workflow: presets also trained without pre-training (<run>-nopt)",
                              factory=list, ref="presets", workflow=True)
+    per_seed: bool = key(False, "read by the workflow: one VL pre-training per seed of the runs (matching, "
+                         "objectives, video); seed n of a run starts from the backbone pre-trained with seed n",
+                         workflow=True)
     matching: dict[str, Any] = key(doc="a first stage of image-text matching alone (vladapter pretrain --matching: "
                                    "objectives [itm] unless it lists [itm, pair]; these keys override the others); "
                                    "the objectives' stage then starts from its backbone", factory=dict,

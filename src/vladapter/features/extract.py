@@ -267,8 +267,10 @@ def run(args: argparse.Namespace) -> int:
 
     from vladapter.features.backbones import load_backbone
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from vladapter.utils.arithmetic import threads
+
+    if threads(args.threads):
+        torch.set_num_threads(threads(args.threads))  # the pinned count unless cpu_arithmetic is native
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     source = args.input or default_input(args.source)
     backbone = load_backbone(args.backbone, device)

@@ -248,10 +248,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
+    from vladapter.utils.arithmetic import threads
+
+    if threads(args.threads):
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads(args.threads))  # the pinned count unless cpu_arithmetic is native
     images = args.images or args.captions.parent / "images"
     pixels, captions, _ = load_pairs(args.captions, images, args.image_size)
     if args.vision == "resnet":

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the matching stage: image-text matching alone (objectives [itm], or [itm, pair]) "
                              "with the section's `matching` keys over the others "
                              "(default out: models/pretrain-matching/<lm>)")
-    add_config_flags(parser, PretrainConfig, skip=("method", "seeds"))  # one backbone: no seeds of runs
+    add_config_flags(parser, PretrainConfig, skip=("method", "seeds", "init_per_seed"))  # one backbone: no seeds of runs
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,8 @@ in its place).
 
 With --seeds (train.seeds) the run is trained once per seed into <out>/seed-<n>/, one
 after the other in this process (Python, torch and transformers start once; under
-torchrun the process group is joined once for all seeds).
+torchrun the process group is joined once for all seeds); with --init-per-seed each seed
+starts from its own pre-trained backbone, <init>/seed-<n>/.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
         for seed in cfg.seeds or []:
             if dist.is_main:
                 print(f"seed {seed}: {seed_dir(str(out), seed)}", flush=True)
-            train(dataclasses.replace(cfg, seed=seed, seeds=None), seed_dir(str(out), seed), resume=args.resume,
-                  replace=args.replace, dist=dist)
+            # with init_per_seed, each seed starts from the backbone pre-trained with that seed
+            init = seed_dir(cfg.init, seed) if cfg.init and cfg.init_per_seed else cfg.init
+            train(dataclasses.replace(cfg, seed=seed, seeds=None, init=init, init_per_seed=False),
+                  seed_dir(str(out), seed), resume=args.resume, replace=args.replace, dist=dist)
     finally:
         shutdown(dist)
     return 0
