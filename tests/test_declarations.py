@@ -176,7 +176,7 @@ def test_the_docs_preset_table_is_the_registry_s():
 def test_workflow_only_keys_are_no_flags_and_no_job_settings():
     from vladapter.core.config import WORKFLOW_KEYS, PretrainConfig, key_info, settings_of
 
-    assert set(WORKFLOW_KEYS) == {"video", "matching", "enabled", "compare"}
+    assert set(WORKFLOW_KEYS) == {"video", "matching", "enabled", "compare", "per_seed"}
     parser = argparse.ArgumentParser()
     add_config_flags(parser, PretrainConfig)
     flags = {a.dest for a in parser._actions}
