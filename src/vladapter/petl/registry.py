@@ -13,6 +13,7 @@ from vladapter.petl.adapter import AdapterConfig
 from vladapter.petl.compacter import CompacterConfig
 from vladapter.petl.hyperformer import HyperformerConfig
 from vladapter.petl.lora import LoRAConfig
+from vladapter.petl.lst import LSTConfig
 from vladapter.petl.prompt import PromptConfig
 
 
@@ -22,7 +23,7 @@ class Preset:
     row: str                      # the paper's row name
     components: tuple = ()        # method configs (AdapterConfig, LoRAConfig, ...)
     train: tuple[str, ...] = ()   # base groups that train besides the visual embedding
-    paper_percent: dict | None = None  # VL-BART % of PAPER.md: {"image": 4.18, "video": 3.39}
+    paper_percent: dict | None = None  # VL-BART % of PAPER.md: {"image": 4.18, "video": 3.39}; VL-T5: "t5/image"
 
     @property
     def task_prefix(self) -> bool:
@@ -55,4 +56,5 @@ PRESETS: dict[str, Preset] = _presets(
     Preset("adapter_task_prompts", "single adapter + task-specific prompts",
            (AdapterConfig(), PromptConfig(shared=False)), ("layernorm",)),
     Preset("bitfit", "BitFit", (), ("bias",)),
+    Preset("lst", "LST (ladder side-tuning)", (LSTConfig(),), (), {"t5/image": 7.46}),
 )
