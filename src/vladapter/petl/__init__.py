@@ -15,8 +15,8 @@ import importlib
 # name -> submodule; imported on first use (PEP 562), so a light submodule such as
 # vladapter.petl.accounting (`vladapter params --help`) does not pull in torch
 _EXPORTS = {"load": "checkpoint", "read_header": "checkpoint", "save": "checkpoint", "ParamCount": "method",
-            "apply": "method", "count": "method", "uses_task_prefix": "method", "PRESETS": "registry",
-            "Preset": "registry"}
+            "apply": "method", "count": "method", "uses_task_prefix": "method", "needs_backbone_grad": "method",
+            "PRESETS": "registry", "Preset": "registry"}
 
 
 def __getattr__(name: str):
@@ -24,5 +24,5 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f"vladapter.petl.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'vladapter.petl' has no attribute {name!r}")
 
-__all__ = ["PRESETS", "Preset", "ParamCount", "apply", "count", "uses_task_prefix", "save", "load",
-           "read_header"]
+__all__ = ["PRESETS", "Preset", "ParamCount", "apply", "count", "uses_task_prefix", "needs_backbone_grad", "save",
+           "load", "read_header"]

@@ -105,3 +105,13 @@ def uses_task_prefix(model: nn.Module) -> bool:
     """
     method = getattr(model, "petl_method", None)
     return True if method is None else bool(method["task_prefix"])
+
+
+def needs_backbone_grad(model: nn.Module) -> bool:
+    """Whether training ``model`` runs a backward through the frozen backbone: false for a
+    method that runs beside it (LST), whose backbone builds no autograd graph at all."""
+    method = getattr(model, "petl_method", None)
+    if method is None:
+        return True
+    _, components = resolve(method["preset"], method["overrides"])
+    return not any(getattr(c, "side", False) for c in components)
