@@ -269,8 +269,9 @@ class LadderSideNetwork(nn.Module):
         total = embeds.shape[1]
         inputs = embeds
         if self.family == "bart":
-            with torch.no_grad():  # learned positions of the text (the model's hook zeroes the rest)
-                positions = self._backbone_positions[0](embeds[:, :, -1])
+            # learned positions of the text (the model's hook zeroes the rest); the input only
+            # gives the shape, detached so that the frozen module builds no graph
+            positions = self._backbone_positions[0](embeds[:, :, -1].detach())
             inputs = embeds + positions.to(embeds.dtype)
         taps = [F.pad(self._taps["encoder"][i], (0, 0, 0, total - self._taps["encoder"][i].shape[1]))
                 for i in self.encoder.layers]
