@@ -326,3 +326,34 @@ def test_gradient_checkpointing_is_refused(world, tmp_path):
     proc = subprocess.run(train_args(world, "tiny-t5", tmp_path / "run", "--grad-checkpointing", "true"), env=env(),
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "grad_checkpointing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- configuration and the benchmark table ---------------------------------------------------
+
+def test_a_method_recipe_applies_to_its_method_only():
+    from vladapter.core.config import TrainConfig, resolve_section
+
+    section = {"batch_size": 8, "lr": {"default": 1e-3}, "weight_decay": 0.01,
+               "recipes": {"lst": {"lr": 3e-3, "weight_decay": 0.03}}}
+    lst_run = resolve_section(section, "train", TrainConfig, {"method": "lst"})
+    other = resolve_section(section, "train", TrainConfig, {"method": "single_adapter"})
+    assert (lst_run.lr, lst_run.weight_decay) == (3e-3, 0.03) and (other.lr, other.weight_decay) == (1e-3, 0.01)
+    assert lst_run.recipes == {} and other.batch_size == lst_run.batch_size == 8
+    with pytest.raises(ConfigError, match="recipes.lst.*bogus"):
+        resolve_section({**section, "recipes": {"lst": {"bogus": 1}}}, "train", TrainConfig, {"method": "lst"})
+
+
+def test_memory_table_has_one_column_per_batch_and_ratios_per_batch():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import train_step
+
+    def r(preset, batch, rss):
+        return {"lm": "a", "preset": preset, "batch_size": batch, "trainable": 10, "total": 100, "step_s": 1.0,
+                "peak_rss_bytes": rss * 2**20, "optimizer_state_bytes": 8, "flops_per_step": 1.0,
+                "frozen_params_with_grad": 0, "grad_bytes": 4}
+
+    rows = train_step.with_ratios([r("full_finetuning", 8, 1000), r("lst", 8, 300),
+                                   r("full_finetuning", 32, 2000), r("lst", 32, 400)])
+    assert [x["memory_ratio"] for x in rows] == [1.0, 0.3, 1.0, 0.2]
+    table = train_step.memory_table(rows)
+    assert "batch 8" in table and "batch 32" in table and "| a | lst | 300 (0.30x) | 400 (0.20x) |" in table
