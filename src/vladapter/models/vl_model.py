@@ -82,7 +82,6 @@ class VLModel(nn.Module):
         self.lm = lm
         self.visual = VisualEmbedding(feat_dim, d_model).to(lm.device)
         self.prompts: nn.Module | None = None
-        self.side: nn.Module | None = None  # a network beside the backbone (LST), set by its method
         self.generation_options: dict[str, Any] = {}  # GenerationConfig fields a method needs (LST: no cache)
         self.context = ForwardContext()
         self.vl_config = {

@@ -7,20 +7,21 @@ per task, up-projections shared: the reference code's ``share_up_sampler``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable
+from typing import Callable, ClassVar
 
 import torch.nn.functional as F
 from torch import nn
 
 from vladapter.errors import ConfigError
-from vladapter.petl.base import OutputTransform, TaskModules, init_small, inject
+from vladapter.petl.base import OutputTransform, TaskModules, init_small
+from vladapter.petl.contract import HostModel, Injector, Method
 from vladapter.petl.slots import KINDS, slots
 
 Linear = Callable[[int, int], nn.Module]
 
 
 @dataclass(frozen=True)
-class AdapterConfig:
+class AdapterConfig(Method):
     """reduction_factor: bottleneck = d_model / reduction_factor (8: 96 for d = 768)
     shared:   one adapter set for all tasks; else one per task
     share_up: with shared=False, still share the up-projections (half-shared adapters)
@@ -52,12 +53,12 @@ class AdapterConfig:
     def make_linear(self) -> Linear:
         return lambda n_in, n_out: init_small(nn.Linear(n_in, n_out))
 
-    def inject(self, model: nn.Module, tasks: Iterable[str]) -> None:
-        d, tasks = model.d_model, tuple(tasks)
+    def inject(self, model: HostModel, tasks: tuple[str, ...], at: Injector) -> None:
+        d = model.d_model
         for slot in slots(model, self.kinds):
             adapter = Adapter(d, self.bottleneck(d), tasks, model.context, self.shared,
                               self.shared or self.share_up, self.make_linear())
-            inject(model.get_submodule(slot.path), self.method, adapter)
+            at.transform_output(model.get_submodule(slot.path), self.method, adapter)
 
 
 class Adapter(OutputTransform):

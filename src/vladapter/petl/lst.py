@@ -15,8 +15,9 @@ Vision-language wiring: the backbone encoder reads the text only (detached: the 
 builds no autograd graph and saves no activation for backward); the side encoder reads text
 and visual tokens, with backbone activations counted as zero at the visual positions. The
 side decoder cross-attends to the side encoder, the backbone decoder to the backbone encoder.
-Nothing here edits HF modules: forward (pre-)hooks on the stacks and their layers, kept in
-``LadderSideNetwork.handles`` and removable with :meth:`LadderSideNetwork.remove`.
+Nothing here edits HF modules: the side network is the child ``model.side`` and forward
+(pre-)hooks on the stacks and taps on their layers, all added through the contract's
+``Injector`` (``petl/contract.py``), so ``petl.remove`` gives back the bare model.
 
 T5 blocks are pre-LN with a final LayerNorm per stack; BART's are post-LN with a LayerNorm
 on the embeddings and none at the end. The BART side network mirrors that: its encoder input
@@ -36,17 +37,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from vladapter.errors import ConfigError
+from vladapter.petl.contract import HostModel, Injector, Method, first_input
 from vladapter.petl.slots import n_layers, stack_path
 
 INITS = ("fisher", "random")
 
 
 @dataclass(frozen=True)
-class LSTConfig:
+class LSTConfig(Method):
     """LST's options (defaults: the paper's VL setting)."""
 
     method: ClassVar[str] = "lst"
-    side: ClassVar[bool] = True  # runs beside the backbone: the backbone needs no gradient
+    needs_backbone_grad: ClassVar[bool] = False  # beside the backbone: it only reads its activations
     reduction_factor: int = 4          # side width d/r (d_model, d_ff, d_kv / r; same heads)
     layers: tuple[int, ...] | None = None  # backbone layers that get a side block (None: all)
     init: str = "fisher"               # side blocks from the Fisher-pruned backbone, or "random"
@@ -71,7 +73,7 @@ class LSTConfig:
     def per_task(self) -> bool:
         return False
 
-    def inject(self, model: nn.Module, tasks: Iterable[str]) -> None:
+    def inject(self, model: HostModel, tasks: Iterable[str], at: Injector) -> None:
         if getattr(model, "side", None) is not None:
             raise ConfigError("the model already has a side network: LST is applied twice")
         if model.prompts is not None:
@@ -81,8 +83,10 @@ class LSTConfig:
             raise ConfigError(f"LST trains no backbone parameter (its backward never enters the backbone), but "
                               f"{len(trained)} are set to train (e.g. {trained[0]}): use a preset with no "
                               "`train` groups")
-        model.side = LadderSideNetwork(self, model)
-        model.generation_options["use_cache"] = False  # the taps must see every decoder position
+        side = at.add_child(model, "side", LadderSideNetwork(self, model))
+        side.attach(model, at)
+        # the taps must see every decoder position: generate without a KV cache
+        at.set_attribute(model, "generation_options", {**model.generation_options, "use_cache": False})
 
 
 def _reduced_config(config, family: str, r: int):
@@ -181,7 +185,8 @@ class LadderSideNetwork(nn.Module):
 
     State between hooks (the taps, the side encoder's output) lives for one forward or one
     ``generate`` call. ``enabled`` off makes every hook a no-op (the Fisher pass runs the bare
-    backbone).
+    backbone). Hooks are methods or small objects holding the network (not closures), so
+    ``copy.deepcopy`` of the model maps them onto the copy.
     """
 
     def __init__(self, config: LSTConfig, model: nn.Module):
@@ -190,7 +195,6 @@ class LadderSideNetwork(nn.Module):
         self.family, self.lst = family, config
         self.context = model.context
         d = model.d_model
-        self.handles: list = []
         self.enabled = True
         self._taps: dict[str, dict[int, torch.Tensor]] = {"encoder": {}, "decoder": {}}
         self._state: dict = {}
@@ -210,38 +214,25 @@ class LadderSideNetwork(nn.Module):
         if family == "t5":  # the side encoder's text gets T5's relative positions, its visual tokens none
             first = self.encoder.blocks[0].layer[0].SelfAttention.relative_attention_bias
             first.register_forward_hook(model._text_relative_bias_only)
-        self._hook(model)
 
     # --- hooks ---------------------------------------------------------------------------
-    def _hook(self, model: nn.Module) -> None:
+    def attach(self, model: HostModel, at: Injector) -> None:
+        """The hooks wiring the side network to the backbone, added through ``at``."""
         family = self.family
         encoder = model.get_submodule(stack_path(family, "encoder"))
         decoder = model.get_submodule(stack_path(family, "decoder"))
         self._backbone_positions = (encoder.embed_positions,) if family == "bart" else ()  # not a submodule
         layer_lists = {"encoder": encoder.block if family == "t5" else encoder.layers,
                        "decoder": decoder.block if family == "t5" else decoder.layers}
-        h = self.handles
-        h.append(encoder.register_forward_pre_hook(self._encoder_inputs, with_kwargs=True))
-        h.append(encoder.register_forward_hook(self._side_encoder))
-        h.append(decoder.register_forward_pre_hook(self._decoder_inputs, with_kwargs=True))
-        h.append(decoder.register_forward_hook(self._side_decoder))
+        at.forward_pre_hook(encoder, self._encoder_inputs)
+        at.forward_hook(encoder, self._side_encoder)
+        at.forward_pre_hook(decoder, self._decoder_inputs)
+        at.forward_hook(decoder, self._side_decoder)
         for stack, side in (("encoder", self.encoder), ("decoder", self.decoder)):
             for i in side.layers:
-                h.append(layer_lists[stack][i].register_forward_hook(self._tap(stack, i)))
+                at.tap(layer_lists[stack][i], _Tap(self, stack, i))
         # the decoder's side input is the backbone decoder's embedded input (layer 0's input)
-        h.append(layer_lists["decoder"][0].register_forward_pre_hook(self._decoder_embedded))
-
-    def remove(self) -> None:
-        """Take every hook out (the backbone runs as if LST had never been applied)."""
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-
-    def _tap(self, stack: str, i: int):
-        def hook(module, args, output):
-            if self.enabled:
-                self._taps[stack][i] = output[0] if isinstance(output, tuple) else output
-        return hook
+        at.forward_pre_hook(layer_lists["decoder"][0], self._decoder_embedded)
 
     def _encoder_inputs(self, module, args, kwargs):
         """The backbone encoder gets the text only, detached; the side keeps text + vision."""
@@ -262,7 +253,7 @@ class LadderSideNetwork(nn.Module):
         kwargs["attention_mask"] = None if mask is None else mask[:, :length]
         return (), kwargs
 
-    def _side_encoder(self, module, args, output):
+    def _side_encoder(self, module, args, kwargs, output):
         if not self.enabled:
             return None
         embeds, mask = self._state["embeds"], self._state["mask"]
@@ -290,11 +281,11 @@ class LadderSideNetwork(nn.Module):
         self._state["decoder_mask"] = kwargs.get("attention_mask")
         return args, kwargs
 
-    def _decoder_embedded(self, module, args, kwargs=None):
+    def _decoder_embedded(self, module, args, kwargs):
         if self.enabled:
-            self._state["decoder_inputs"] = args[0] if args else None
+            self._state["decoder_inputs"] = first_input(args, kwargs, "hidden_states")
 
-    def _side_decoder(self, module, args, output):
+    def _side_decoder(self, module, args, kwargs, output):
         if not self.enabled:
             return None
         if "side" not in self._state:
@@ -310,3 +301,14 @@ class LadderSideNetwork(nn.Module):
         self._taps["decoder"] = {}
         output["last_hidden_state"] = self.up(hidden)  # what the frozen LM head reads
         return output
+
+
+class _Tap:
+    """Keeps backbone layer ``i``'s output for the side network (read-only)."""
+
+    def __init__(self, side: LadderSideNetwork, stack: str, i: int):
+        self.side, self.stack, self.i = side, stack, i
+
+    def __call__(self, output) -> None:
+        if self.side.enabled:
+            self.side._taps[self.stack][self.i] = output[0] if isinstance(output, tuple) else output
