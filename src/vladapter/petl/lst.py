@@ -81,8 +81,8 @@ class LSTConfig(Method):
         trained = [n for n, p in model.lm.named_parameters() if p.requires_grad]
         if trained:
             raise ConfigError(f"LST trains no backbone parameter (its backward never enters the backbone), but "
-                              f"{len(trained)} are set to train (e.g. {trained[0]}): use a preset with no "
-                              "`train` groups")
+                              f"{len(trained)} are set to train (e.g. {trained[0]}): use a preset whose `train` groups "
+                              "are outside the backbone (visual)")
         side = at.add_child(model, "side", LadderSideNetwork(self, model))
         side.attach(model, at)
         # the taps must see every decoder position: generate without a KV cache
