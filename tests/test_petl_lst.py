@@ -329,20 +329,7 @@ def test_gradient_checkpointing_is_refused(world, tmp_path):
     assert proc.returncode == 2 and "grad_checkpointing" in proc.stderr and "Traceback" not in proc.stderr
 
 
-# --- configuration and the benchmark table ---------------------------------------------------
-
-def test_a_method_recipe_applies_to_its_method_only():
-    from vladapter.core.config import TrainConfig, resolve_section
-
-    section = {"batch_size": 8, "lr": {"default": 1e-3}, "weight_decay": 0.01,
-               "recipes": {"lst": {"lr": 3e-3, "weight_decay": 0.03}}}
-    lst_run = resolve_section(section, "train", TrainConfig, {"method": "lst"})
-    other = resolve_section(section, "train", TrainConfig, {"method": "single_adapter"})
-    assert (lst_run.lr, lst_run.weight_decay) == (3e-3, 0.03) and (other.lr, other.weight_decay) == (1e-3, 0.01)
-    assert lst_run.recipes == {} and other.batch_size == lst_run.batch_size == 8
-    with pytest.raises(ConfigError, match="recipes.lst.*bogus"):
-        resolve_section({**section, "recipes": {"lst": {"bogus": 1}}}, "train", TrainConfig, {"method": "lst"})
-
+# --- the benchmark table ---------------------------------------------------
 
 def test_memory_table_has_one_column_per_batch_and_ratios_per_batch():
     sys.path.insert(0, str(REPO / "benchmarks"))

@@ -76,8 +76,6 @@ class TrainConfig:
     compile:          torch.compile the model (start-up cost; faster steps on GPU)
     qa_target:        video QA target: index ("a{idx}", the paper's) | text (the correct choice's words)
     video:            overrides of the keys above for video-text runs (all tasks video)
-    recipes:          per-method overrides of the keys above, {preset: {key: value}} (e.g. LST's
-                      published recipe: lr 3e-3, weight decay 0.03); they apply after ``video``
     """
 
     lm: str = "tiny-t5"
@@ -118,7 +116,6 @@ class TrainConfig:
     compile: bool = False
     qa_target: str = "index"
     video: dict[str, Any] = field(default_factory=dict)
-    recipes: dict[str, Any] = field(default_factory=dict)
 
     def learning_rate(self) -> float:
         """The lr of this run's method (``lr`` may be one number or a per-method mapping)."""
@@ -286,7 +283,7 @@ C = TypeVar("C")
 
 # keys of a section that only the workflow reads (which stages run, which runs exist);
 # applied or dropped when a stage's settings are resolved, never part of them
-WORKFLOW_KEYS = ("video", "recipes", "matching", "enabled", "compare")
+WORKFLOW_KEYS = ("video", "matching", "enabled", "compare")
 # what the matching stage trains when its sub-section does not say
 MATCHING_DEFAULTS = {"objectives": ["itm"]}
 
@@ -296,7 +293,6 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
     """The settings of one job: section ``section`` of a config (``values``), with
 
     - its ``video`` overrides when every task of the job is a video task,
-    - its ``recipes`` entry of the job's method (a method's own settings),
     - its ``stage`` sub-section (``matching``: ``MATCHING_DEFAULTS`` where it is silent),
     - ``overrides`` (command-line values; None means "not given") over all of these,
     - ``lr`` resolved to the job's method (a per-method mapping becomes one number).
@@ -314,12 +310,6 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
         tasks = given.get("tasks", values.get("tasks", cls().tasks))
         if tasks and all(t in VIDEO_TASKS for t in tasks):
             values.update(video)
-    recipes = values.pop("recipes", None) or {}
-    if recipes:
-        method = given.get("method", values.get("method", getattr(cls(), "method", None)))
-        for name, recipe in recipes.items():
-            _check_keys(recipe or {}, cls, f"{where}: section '{section}.recipes.{name}'")
-        values.update(recipes.get(method) or {})
     if stage is not None:
         staged = {k: v for k, v in (values.get(stage) or {}).items() if k != "enabled"}
         _check_keys(staged, cls, f"{where}: section '{section}.{stage}'")
@@ -409,7 +399,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
     """One ``--key`` flag per scalar/list field of ``cls``, defaulting to None (= the config's value)."""
     docs = _field_docs(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.name in ("method_overrides", "video", "recipes", "matching", "enabled", "compare"):
+        if f.name in skip or f.name in ("method_overrides", "video", "matching", "enabled", "compare"):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
