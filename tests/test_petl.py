@@ -406,3 +406,18 @@ def test_a_new_method_and_preset_are_written_in_one_place(bases):
     assert not hasattr(model, "side") and petl.needs_backbone_grad(model)
     with pytest.raises(ConfigError, match="not a PETL method"):
         petl.Preset("bad", "bad", (object(),))
+
+
+def test_remove_on_a_copy_leaves_the_original(bases):
+    """The injection record is copied with the model (EMA and best-so-far copies)."""
+    base = copy.deepcopy(bases["tiny-bart"]).eval()
+    model = applied(bases, "tiny-bart", "single_lora").eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora." in name:
+                p.normal_(0, 0.5)
+    with_lora = logits(model)
+    twin = copy.deepcopy(model)
+    assert torch.equal(logits(twin), with_lora)
+    petl.remove(twin)
+    assert torch.equal(logits(twin), logits(base)) and torch.equal(logits(model), with_lora)

@@ -92,3 +92,14 @@ PRESETS: dict[str, Preset] = _presets(
     Preset("bitfit", "BitFit", (), ("visual", "bias")),
     Preset("lst", "LST (ladder side-tuning)", (LSTConfig(),), ("visual",), {"t5/image": 7.46}),
 )
+
+
+def markdown_table(presets: dict[str, Preset] | None = None) -> str:
+    """The presets as the table in docs/petl.md (tests/test_declarations.py checks the docs
+    show exactly this)."""
+    lines = ["| preset | paper row | modules | trains | task prefix | mergeable |", "|---|---|---|---|---|---|"]
+    for p in (presets or PRESETS).values():
+        modules = " + ".join(f"{c.method} ({'per task' if c.per_task else 'shared'})" for c in p.components) or "-"
+        lines.append(f"| {p.name} | {p.row} | {modules} | {', '.join(p.train)} | "
+                     f"{'yes' if p.task_prefix else 'no'} | {'yes' if p.mergeable else 'no'} |")
+    return "\n".join(lines)
