@@ -7,7 +7,8 @@ synthetic batch of the paper's image-text sizes: 36 visual tokens of 2048-d (CLI
 grid), 20 text tokens, 20 caption target tokens. It reports
 
 - step time (median of --repeats after --warmup) and achieved model FLOP/s,
-- peak memory: the child's peak RSS on CPU, max allocated on CUDA,
+- peak memory: the child's peak RSS on CPU, max allocated on CUDA (with --batch-sizes, a
+  memory-vs-batch table as well: activation memory grows with the batch, weights do not),
 - optimiser-state bytes and the gradient bytes, and the number of frozen parameters that
   received a gradient (must be 0: frozen parameters cost nothing in the optimiser),
 
@@ -34,10 +35,12 @@ from _util import (REPO, check, emit_result, machine_description, markdown_table
 
 IMAGE_TASKS = ["vqa", "gqa", "nlvr", "caption"]
 FULL = "full_finetuning"
-# The benchmark's targets (bart-base, CPU, batch 16)
+# The benchmark's targets (CPU, batch 16): the lms each holds for, step time and peak memory
+# as ratios to full fine-tuning. LST (its backward never enters the backbone) on both lms.
 TARGET_LM = "facebook/bart-base"
-TARGET_TIME = {"single_adapter": 0.6}
-TARGET_MEMORY = {"single_adapter": 0.6}
+TARGET_LMS = {"single_adapter": (TARGET_LM,), "lst": (TARGET_LM, "t5-base")}
+TARGET_TIME = {"single_adapter": 0.6, "lst": 0.35}
+TARGET_MEMORY = {"single_adapter": 0.6, "lst": 0.40}
 STATE_TOLERANCE = 0.01  # optimiser-state ratio within 1% of the stepped fraction (below)
 
 
@@ -194,11 +197,11 @@ def child_argv(args, lm: str, preset: str) -> list[str]:
 
 def with_ratios(results: list[dict]) -> list[dict]:
     """Add ``*_ratio`` fields against the full fine-tuning result of the same lm."""
-    full = {r["lm"]: r for r in results if r["preset"] == FULL}
+    full = {(r["lm"], r.get("batch_size")): r for r in results if r["preset"] == FULL}
     memory_key = "peak_cuda_bytes" if "peak_cuda_bytes" in results[0] else "peak_rss_bytes"
     out = []
     for r in results:
-        f = full.get(r["lm"])
+        f = full.get((r["lm"], r.get("batch_size")))
         r = dict(r)
         if f is not None:
             r["trainable_fraction"] = r["trainable"] / f["trainable"]
@@ -228,7 +231,7 @@ def table(results: list[dict]) -> str:
     rows = []
     for r in results:
         targets = []
-        if r["lm"] == TARGET_LM and "time_ratio" in r:
+        if r["lm"] in TARGET_LMS.get(r["preset"], ()) and "time_ratio" in r:
             for what, key, limits in (("time", "time_ratio", TARGET_TIME), ("mem", "memory_ratio", TARGET_MEMORY)):
                 if r["preset"] in limits:
                     targets.append(f"{what}<={limits[r['preset']]}: {check(r[key] <= limits[r['preset']])}")
@@ -243,6 +246,21 @@ def table(results: list[dict]) -> str:
     return markdown_table(headers, rows)
 
 
+def memory_table(results: list[dict]) -> str:
+    """Peak memory per lm and preset (rows) at each batch size (columns), with its ratio to
+    full fine-tuning at the same batch."""
+    cuda = "peak_cuda_bytes" in results[0]
+    key = "peak_cuda_bytes" if cuda else "peak_rss_bytes"
+    sizes = sorted({r["batch_size"] for r in results})
+    cells: dict[tuple[str, str], dict[int, str]] = {}
+    for r in results:
+        ratio = r.get("memory_ratio")
+        cells.setdefault((r["lm"], r["preset"]), {})[r["batch_size"]] = (
+            f"{mib(r[key]):.0f}" + ("" if ratio is None or r["preset"] == FULL else f" ({ratio:.2f}x)"))
+    headers = ["lm", "preset"] + [f"batch {b}: peak {'CUDA' if cuda else 'RSS'} MiB (x full FT)" for b in sizes]
+    return markdown_table(headers, [[lm, preset] + [c.get(b, "") for b in sizes] for (lm, preset), c in cells.items()])
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lms", nargs="+", default=["facebook/bart-base", "t5-base"],
                    help="language-model architectures (random weights; default: %(default)s)")
@@ -253,6 +271,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
                    help="bf16 = torch.autocast mixed precision (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                   help="measure at each of these batch sizes instead (adds the memory-vs-batch table)")
     p.add_argument("--text-len", type=int, default=20, help="text tokens (default: %(default)s)")
     p.add_argument("--target-len", type=int, default=20, help="caption target tokens (default: %(default)s)")
     p.add_argument("--n-vis", type=int, default=36, help="visual tokens (default: %(default)s)")
@@ -296,17 +316,22 @@ def main(argv=None) -> int:
     else:
         presets = args.presets or all_presets()
         presets = [FULL] + [p for p in presets if p != FULL]
-        jobs = [(lm, preset) for lm in args.lms for preset in presets]
+        sizes = args.batch_sizes or [args.batch_size]
+        jobs = [(lm, preset, b) for lm in args.lms for b in sizes for preset in presets]
         results = []
-        for lm, preset in tqdm(jobs, desc="train-step benchmark", unit="run"):
+        for lm, preset, b in tqdm(jobs, desc="train-step benchmark", unit="run"):
+            args.batch_size = b
             results.append(run_child(child_argv(args, lm, preset)))
         machine = machine_description()
         cmd = "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = with_ratios(results)
+    sizes = sorted({r["batch_size"] for r in results})
     md = (f"Command: `{cmd.strip()}`\n\nMachine: {json.dumps(machine)}\n\n"
-          f"Batch {args.batch_size}, {args.n_vis} visual tokens x {args.feat_dim}, {args.text_len} text "
+          f"Batch {', '.join(map(str, sizes))}, {args.n_vis} visual tokens x {args.feat_dim}, {args.text_len} text "
           f"tokens, {args.target_len} target tokens, {args.device} {args.dtype}; ratios (x) against "
-          f"full fine-tuning of the same lm in this run.\n\n" + table(results) + "\n")
+          f"full fine-tuning of the same lm and batch in this run.\n\n" + table(results) + "\n")
+    if len(sizes) > 1:
+        md += "\nPeak memory by batch size:\n\n" + memory_table(results) + "\n"
     write_json(args.out, {"machine": machine, "command": cmd.strip(), "results": results})
     write_text(args.markdown, md)
     print(md)

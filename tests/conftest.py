@@ -37,7 +37,8 @@ SHARED_GROUPS = {"test_workflow": "smoke", "test_dvc": "smoke", "test_settings":
 
 # Longest groups first (xdist hands each worker two groups at the start, in this order, then
 # one at a time): the image rehearsal and the smoke group start on different workers.
-FIRST = ("test_rehearsal_image", "smoke", "test_benchmarks", "test_rehearsal_video", "test_arithmetic")
+FIRST = ("test_rehearsal_image", "smoke", "test_benchmarks", "test_rehearsal_video", "test_petl_lst",
+         "test_arithmetic")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

@@ -71,6 +71,7 @@ PAPER = {
     "layernorms": ((), "layernorm"),
     "adapter_task_prompts": ((".adapter.", "prompts."), "layernorm"),
     "bitfit": ((), "bias"),
+    "lst": (("side.",), None),
 }
 
 

@@ -91,6 +91,7 @@ class VLModel(nn.Module):
         self.lm = lm
         self.visual = self._visual_embedding(feat_dim, d_model, visual_norm, visual_single_norm).to(lm.device)
         self.prompts: nn.Module | None = None
+        self.generation_options: dict[str, Any] = {}  # GenerationConfig fields a method needs (LST: no cache)
         self.context = ForwardContext()
         self.vl_config = {
             "lm": name, "family": family, "feat_dim": feat_dim, "n_vis_tokens": n_vis_tokens,
@@ -225,6 +226,7 @@ class VLModel(nn.Module):
             max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
             decoder_start_token_id=cfg.decoder_start_token_id, eos_token_id=cfg.eos_token_id,
             pad_token_id=cfg.pad_token_id, bos_token_id=getattr(cfg, "bos_token_id", None),
+            **self.generation_options,
         )
         with self.context.use(task=task):
             embeds, mask, span = self.embed_inputs(input_ids, attention_mask, vis_feats, vis_mask,

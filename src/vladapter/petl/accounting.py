@@ -36,7 +36,9 @@ def parameter_table(lm: str = "bart-base", modality: str = "image", presets=None
         model = build_vl_model(lm, feat_dim=feat_dim, n_vis_tokens=n_tokens, device="meta")
         petl.apply(model, name, tasks=tasks)
         n = petl.count(model)
-        paper = (preset.paper_percent or {}).get(modality) if model.family == "bart" else None
+        # the paper's % is VL-BART's; a method published on VL-T5 only (LST) keys it "t5/<modality>"
+        key = modality if model.family == "bart" else f"{model.family}/{modality}"
+        paper = (preset.paper_percent or {}).get(key)
         rows.append({
             "method": name, "row": preset.row, "trainable": n.trainable, "total": n.total,
             "percent": round(n.percent, 4), "paper_percent": paper,

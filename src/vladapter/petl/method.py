@@ -182,3 +182,4 @@ def uses_task_prefix(model: nn.Module) -> bool:
     """
     method = getattr(model, "petl_method", None)
     return True if method is None else bool(method["task_prefix"])
+

@@ -19,6 +19,7 @@ from vladapter.petl.compacter import CompacterConfig
 from vladapter.petl.contract import check_method
 from vladapter.petl.hyperformer import HyperformerConfig
 from vladapter.petl.lora import LoRAConfig
+from vladapter.petl.lst import LSTConfig
 from vladapter.petl.prompt import PromptConfig
 
 TRAIN_GROUPS = ("visual", "layernorm", "bias", "all")
@@ -31,7 +32,7 @@ class Preset:
     row: str                      # the paper's row name
     components: tuple = ()        # method configs (AdapterConfig, LoRAConfig, ...): contract.Method
     train: tuple[str, ...] = ("visual",)  # base groups that train (TRAIN_GROUPS)
-    paper_percent: dict | None = None  # VL-BART % of PAPER.md: {"image": 4.18, "video": 3.39}
+    paper_percent: dict | None = None  # VL-BART % of PAPER.md: {"image": 4.18, "video": 3.39}; VL-T5: "t5/image"
 
     def __post_init__(self):
         for c in self.components:
@@ -89,6 +90,7 @@ PRESETS: dict[str, Preset] = _presets(
     Preset("adapter_task_prompts", "single adapter + task-specific prompts",
            (AdapterConfig(), PromptConfig(shared=False)), ("visual", "layernorm")),
     Preset("bitfit", "BitFit", (), ("visual", "bias")),
+    Preset("lst", "LST (ladder side-tuning)", (LSTConfig(),), ("visual",), {"t5/image": 7.46}),
 )
 
 

@@ -39,6 +39,11 @@ class Job:
         """Changes to the built model before training; returns whether inputs carry a task prefix."""
         return True
 
+    def initialise(self, model, cfg: TrainConfig, data: dict[str, TaskData], tokenizer, features: Features,
+                   prefix: bool, work: Path) -> None:
+        """Initialisation that reads training data (LST's Fisher pass), after ``prepare``; its
+        result may be kept in the work folder ``work`` for a resumed run."""
+
     def describe(self, cfg: TrainConfig, model, data: dict[str, TaskData]) -> dict:
         """What the info file records beyond the common keys."""
         return {}
@@ -93,6 +98,7 @@ def run_job(job: Job, cfg: TrainConfig, out: str | Path, resume: bool = False, r
             torch.manual_seed(cfg.seed)  # identical initialisation on every rank and every resume
             model = build_model(cfg.lm, cfg.init, feat_dim, n_vis, len(tokenizer), cfg.random_init)
             prefix = job.prepare(model, cfg)
+            job.initialise(model, cfg, data, tokenizer, features, prefix, Path(work))
             if cfg.dropout is not None:
                 set_dropout(model, cfg.dropout)
             producer = workdir.producer(to_dict(cfg), dist.world_size, model, workdir.input_files(cfg))

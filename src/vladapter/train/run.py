@@ -84,6 +84,7 @@ class TrainJob(Job):
     def __init__(self, section: str = "train"):
         super().__init__(info_file=TRAIN_INFO)
         self.section = section
+        self.side_init: dict | None = None
 
     def data(self, cfg, tokenizer, features):
         from vladapter.core.inputs import load_task_data
@@ -96,7 +97,25 @@ class TrainJob(Job):
         from vladapter import petl
 
         petl.apply(model, cfg.method, tasks=list(cfg.tasks), **cfg.method_overrides)
+        if not petl.needs_backbone_grad(model) and cfg.grad_checkpointing:
+            from vladapter.errors import ConfigError
+
+            raise ConfigError(f"train.grad_checkpointing recomputes the backbone for its backward, but "
+                              f"{cfg.method} never runs a backward through the backbone: set it to false")
         return petl.uses_task_prefix(model)
+
+    def initialise(self, model, cfg, data, tokenizer, features, prefix, work):
+        if getattr(model, "side", None) is None:
+            return
+        from vladapter.petl.lst_init import initialise
+        from vladapter.train.data import BatchBuilder
+        from vladapter.train.sampler import fisher_order
+
+        # the same examples whatever the seed (builder seed 0): seeds of one base share the pass
+        builder = BatchBuilder(data, tokenizer, features, prefix=prefix, seed=0)
+        data_id = {t: [len(d.records), d.records[0].uid] for t, d in sorted(data.items())}
+        self.side_init = initialise(model, lambda n: (builder[spec] for spec in fisher_order(data, n)),
+                                    {"data": data_id, "prefix": prefix}, work)
 
     def describe(self, cfg, model, data) -> dict:
         from vladapter import petl
@@ -106,7 +125,8 @@ class TrainJob(Job):
         # the frozen weights the method was trained on: evaluation checks it rebuilt the same
         return {"section": self.section, "task_prefix": petl.uses_task_prefix(model),
                 "examples": {t: len(d.records) for t, d in data.items()}, "params": param_count(model),
-                "base_state": state_digest(model, frozen_only=True)}
+                "base_state": state_digest(model, frozen_only=True),
+                **({"side_init": self.side_init} if self.side_init else {})}
 
     def save(self, model, out):
         from vladapter import petl

@@ -112,3 +112,17 @@ class RunPlan:
 def shard(indices: tuple[int, ...], rank: int, world_size: int) -> tuple[int, ...]:
     """This rank's rows of a global batch (strided, so shards differ by at most one row)."""
     return indices[rank::world_size]
+
+
+def fisher_order(data: dict, n: int) -> list[BatchSpec]:
+    """``n`` one-example batches in a fixed order (each task shuffled with seed 0, the tasks
+    in turn): what LST's Fisher pass reads, the same for every seed of a run."""
+    orders = {t: np.random.default_rng(0).permutation(len(d.records)).tolist() for t, d in sorted(data.items())}
+    specs: list[BatchSpec] = []
+    position = 0
+    while len(specs) < n and any(position < len(o) for o in orders.values()):
+        for task, order in orders.items():
+            if len(specs) < n and position < len(order):
+                specs.append(BatchSpec(epoch=0, step=len(specs), task=task, indices=(order[position],)))
+        position += 1
+    return specs
