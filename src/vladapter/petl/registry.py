@@ -2,7 +2,8 @@
 
 Every preset trains the visual embedding. ``train`` names further groups of the base
 model that train: ``all`` (full fine-tuning), ``layernorm`` (every LayerNorm of the
-language model), ``bias`` (every bias of the language model).
+language model), ``encoder_layernorm`` (the encoder's LayerNorms: VL-PET), ``bias`` (every
+bias of the language model).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from vladapter.petl.adapter import AdapterConfig
 from vladapter.petl.compacter import CompacterConfig
+from vladapter.petl.dora import DoRAConfig
 from vladapter.petl.hyperformer import HyperformerConfig
 from vladapter.petl.lora import LoRAConfig
 from vladapter.petl.prompt import PromptConfig
@@ -23,11 +25,20 @@ class Preset:
     components: tuple = ()        # method configs (AdapterConfig, LoRAConfig, ...)
     train: tuple[str, ...] = ()   # base groups that train besides the visual embedding
     paper_percent: dict | None = None  # VL-BART % of PAPER.md: {"image": 4.18, "video": 3.39}
+    paper_percent_t5: dict | None = None  # VL-T5 %, where the method's paper gives one
 
     @property
     def task_prefix(self) -> bool:
         """True when no module is task-specific: the text must say the task ("vqa: ...")."""
         return not any(c.per_task for c in self.components)
+
+
+def _vl_pet(gate: str, bart: float, t5: float) -> Preset:
+    """VL-PET (Hu et al., ICCV 2023) with one gate granularity: encoder adapters (zero-initialised
+    up-projections, the reference's per-LM bottleneck and scale) gated, the lightweight decoder."""
+    config = AdapterConfig(reduction_factor=None, zero_up=True, gate=gate, gate_scale=None, lightweight_decoder=True)
+    return Preset(f"vl_pet_{gate}", f"VL-PET-{gate.replace('_', '')}", (config,), ("encoder_layernorm",),
+                  {"image": bart}, {"image": t5})
 
 
 def _presets(*presets: Preset) -> dict[str, Preset]:
@@ -55,4 +66,10 @@ PRESETS: dict[str, Preset] = _presets(
     Preset("adapter_task_prompts", "single adapter + task-specific prompts",
            (AdapterConfig(), PromptConfig(shared=False)), ("layernorm",)),
     Preset("bitfit", "BitFit", (), ("bias",)),
+    # later methods on this benchmark (PAPER.md): their papers' VL-BART / VL-T5 %
+    _vl_pet("large", 4.16, 7.31),
+    _vl_pet("small", 2.98, 4.51),
+    _vl_pet("middle_x", 2.98, 4.50),
+    _vl_pet("middle_y", 2.98, 4.50),
+    Preset("dora", "DoRA", (DoRAConfig(),), ("bias", "layernorm"), {"image": 5.96, "video": 5.19}),
 )
