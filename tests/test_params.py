@@ -104,3 +104,22 @@ def test_cli_table_and_errors(capsys):
     assert "single_adapter" in table and "3.39" in table
     assert main(["params", "--lm", "bart-large-xl"]) == 2
     assert "unknown language model 'bart-large-xl'" in capsys.readouterr().err
+
+
+def test_paper_configs_give_the_later_methods_their_papers_recipes(repo):
+    import yaml
+
+    from vladapter.experiments import job_settings, tasks
+
+    def recipe(name, modality, lm, method):
+        config = yaml.safe_load((repo / "config" / name).read_text())
+        assert method in config["methods"][modality]
+        s = job_settings(config, "train", lm=lm, modality=modality, method=method, tasks=tasks(config, modality))
+        return s["lr"], s["batch_size"]
+
+    for gate in ("large", "small", "middle_x", "middle_y"):  # VL-PET's scripts: BART 1e-3 / 500, T5 3e-4 / 300
+        assert recipe("paper-image.yaml", "image", "facebook/bart-base", f"vl_pet_{gate}") == (1e-3, 500)
+        assert recipe("paper-image.yaml", "image", "t5-base", f"vl_pet_{gate}") == (3e-4, 300)
+    assert recipe("paper-image.yaml", "image", "facebook/bart-base", "dora") == (1e-3, 300)  # DoRA's scripts
+    assert recipe("paper-video.yaml", "video", "facebook/bart-base", "dora") == (2.4e-4, 40)
+    assert recipe("paper-image.yaml", "image", "t5-base", "single_adapter") == (1e-3, 500)  # the others: unchanged

@@ -53,9 +53,11 @@ class TrainConfig:
     max_examples:     at most this many records per task (null = all); for quick runs
     steps:            optimiser steps of the run (null = epochs decide)
     epochs:           passes over the data when steps is null (an epoch covers every task's data once)
-    batch_size:       base batch B; task t uses round(B x its batch_scale) (VQA B, GQA 100/60 B, ...)
+    batch_size:       base batch B; task t uses round(B x its batch_scale) (VQA B, GQA 100/60 B, ...);
+                      a number, or a per-method mapping as lr
     grad_accum:       micro-batches per optimiser step
-    lr:               learning rate; a number, or a mapping method -> lr with a "default" entry
+    lr:               learning rate; a number, or a mapping method -> lr with a "default" entry, where a
+                      method's value may itself map LM -> lr ({default: 1e-3, t5-base: 3e-4}: per LM)
     warmup_ratio:     linear warmup over this share of the steps, then linear decay to 0
     weight_decay:     AdamW weight decay (never on biases and LayerNorm weights)
     adam_eps:         AdamW epsilon
@@ -94,7 +96,7 @@ class TrainConfig:
     max_examples: int | None = None
     steps: int | None = None
     epochs: float | None = 10
-    batch_size: int = 32
+    batch_size: Any = 32
     grad_accum: int = 1
     lr: Any = field(default_factory=lambda: dict(PAPER_LR))
     warmup_ratio: float = 0.1
@@ -119,13 +121,14 @@ class TrainConfig:
 
     def learning_rate(self) -> float:
         """The lr of this run's method (``lr`` may be one number or a per-method mapping)."""
-        if isinstance(self.lr, (int, float)):
-            return float(self.lr)
-        if isinstance(self.lr, dict):
-            value = self.lr.get(self.method, self.lr.get("default"))
-            if value is not None:
-                return float(value)
-        raise ConfigError(f"train.lr must be a number or a mapping with a 'default' entry, got {self.lr!r}")
+        return float(per_method(self.lr, self.method, self.lm, "lr"))
+
+    def base_batch_size(self) -> int:
+        """The base batch of this run's method (``batch_size``: a number or a per-method mapping)."""
+        value = per_method(self.batch_size, self.method, self.lm, "batch_size")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"train.batch_size of {self.method}: {value!r} is not a whole number")
+        return value
 
     def validate(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -136,7 +139,7 @@ class TrainConfig:
         if self.find_unused_parameters not in ("auto", True, False):
             raise ConfigError("train.find_unused_parameters must be auto, true or false, "
                               f"got {self.find_unused_parameters!r}")
-        if self.batch_size < 1 or self.grad_accum < 1:
+        if self.base_batch_size() < 1 or self.grad_accum < 1:
             raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
         if not (self.steps or 0) > 0 and not (self.epochs or 0) > 0:
             raise ConfigError("train: set steps > 0 or epochs > 0")
@@ -170,6 +173,22 @@ class TrainConfig:
     def task_options(self) -> dict[str, Any]:
         """Options of this run's tasks (vladapter.tasks.get_task keywords)."""
         return task_options(dataclasses.asdict(self))
+
+
+def per_method(table: Any, method: str, lm: str, key: str) -> Any:
+    """A value of a per-method setting (``lr``, ``batch_size``): a number, or a mapping
+    method -> value with a ``default`` entry, where a method's value may map LM (the last
+    part of its name: ``t5-base``) -> value with a ``default`` too (the method's per-LM recipe)."""
+    if isinstance(table, (int, float)) and not isinstance(table, bool):
+        return table
+    lm_key = str(lm).rstrip("/").rsplit("/", 1)[-1]
+    value = table.get(method, table.get("default")) if isinstance(table, dict) else None
+    if isinstance(value, dict):
+        value = value.get(lm_key, value.get("default"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"train.{key} must be a number or a mapping with a 'default' entry (a method's entry: a number "
+                      f"or a mapping of LMs with a 'default'), got {table!r} for {method} on {lm_key}")
 
 
 def task_options(train_config: dict[str, Any]) -> dict[str, Any]:
@@ -295,7 +314,8 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
     - its ``video`` overrides when every task of the job is a video task,
     - its ``stage`` sub-section (``matching``: ``MATCHING_DEFAULTS`` where it is silent),
     - ``overrides`` (command-line values; None means "not given") over all of these,
-    - ``lr`` resolved to the job's method (a per-method mapping becomes one number).
+    - ``lr`` and ``batch_size`` resolved to the job's method and LM (a per-method mapping
+      becomes one number).
 
     The one place a stage's settings are merged: the workflow's rules (through
     vladapter.experiments.job_settings) and the commands (load_section) both call it.
@@ -324,6 +344,7 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
     if hasattr(config, "learning_rate"):
         config.validate()
         config.lr = config.learning_rate()
+        config.batch_size = config.base_batch_size()
     elif hasattr(config, "validate"):
         config.validate()
     return config
@@ -408,8 +429,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         help_ = (doc if "(default:" in doc else f"{doc} (default: {default})").replace("%", "%%")
         if kind.startswith("list"):
             parser.add_argument(flag, nargs="+", default=None, help=help_)
-        elif f.name == "lr":
-            parser.add_argument(flag, type=float, default=None, help=help_)
+        elif f.name in ("lr", "batch_size"):  # one number on the command line; per method in a config
+            parser.add_argument(flag, type=float if f.name == "lr" else int, default=None, help=help_)
         else:
             typ = {"int": int, "float": float, "int | None": int, "float | None": float, "bool": _yes_no}.get(kind, str)
             parser.add_argument(flag, type=typ, default=None, help=help_)
