@@ -272,3 +272,145 @@ def test_overrides_change_the_modules(bases):
     loras = [m for name, m in model.named_modules() if name.endswith(".lora")]
     assert len(loras) == 2 and loras[0].A["vqa"].weight.shape == (4, 128)
     assert model.petl_method["overrides"] == {"rank": 4, "targets": ["encoder.self_attn.k"]}
+
+
+# --- the method contract: remove, merge, keyword-argument hooks, taps ---------------------
+
+def n_hooks(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def logits(model, task="vqa", seed=3):
+    with torch.no_grad():
+        return model(**batch(seed), task=task).logits
+
+
+@pytest.mark.parametrize("lm", LMS)
+@pytest.mark.parametrize("preset", list(petl.PRESETS))
+def test_remove_restores_the_bare_model(bases, lm, preset):
+    base = copy.deepcopy(bases[lm]).eval()
+    flags = [p.requires_grad for p in base.parameters()]
+    model = applied(bases, lm, preset).eval()
+    added = [p for name, p in model.named_parameters() if name not in base.state_dict()]
+    with torch.no_grad():  # make every added module change the outputs (LoRA's B starts at zero)
+        for p in added:
+            p.normal_(0, 0.5)
+    if added:
+        assert not torch.allclose(logits(model), logits(base))
+    petl.remove(model)
+    assert torch.equal(logits(model), logits(base)) and torch.equal(logits(model, "gqa"), logits(base, "gqa"))
+    assert list(model.state_dict()) == list(base.state_dict())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert n_hooks(model) == n_hooks(base) and model.petl_method is None and petl.uses_task_prefix(model)
+    # trained base parameters stay trained; nothing of the method is left to change outputs
+    petl.apply(model, preset, tasks=TASKS)
+    train_steps(model, "vqa")
+    petl.remove(model)
+    twin = copy.deepcopy(base)
+    twin.load_state_dict(model.state_dict())
+    assert torch.equal(logits(model), logits(twin))
+
+
+@pytest.mark.parametrize("lm", LMS)
+@pytest.mark.parametrize("preset", [n for n, p in petl.PRESETS.items() if p.mergeable])
+def test_merge_folds_lora_into_the_weights(bases, lm, preset):
+    model = applied(bases, lm, preset)
+    train_steps(model, "vqa")  # B moves off zero
+    model.eval()
+    before = {task: logits(model, task) for task in TASKS}
+    assert not torch.allclose(before["vqa"], logits(bases[lm].eval()))
+    per_task = petl.PRESETS[preset].per_task
+    if per_task:
+        with pytest.raises(ConfigError, match="merge one of them"):
+            petl.merge(model)
+    petl.merge(model, task="vqa" if per_task else None)
+    assert model.petl_method is None and n_hooks(model) == n_hooks(bases[lm])
+    assert list(model.state_dict()) == list(bases[lm].state_dict())
+    torch.testing.assert_close(logits(model, "vqa"), before["vqa"], atol=1e-5, rtol=1e-5)
+    if not per_task:
+        torch.testing.assert_close(logits(model, "gqa"), before["gqa"], atol=1e-5, rtol=1e-5)
+
+
+def test_mergeable_presets_and_refusals(bases):
+    # independent of the registry: the paper's mergeable rows are the LoRA ones, and DoRA
+    assert {n for n, p in petl.PRESETS.items() if p.mergeable} == {"single_lora", "multiple_lora", "dora"}
+    assert all(p.needs_backbone_grad for p in petl.PRESETS.values())
+    with pytest.raises(ConfigError, match="single_adapter cannot be merged.*mergeable presets: multiple_lora"):
+        petl.merge(applied(bases, "tiny-t5", "single_adapter"))
+    with pytest.raises(ConfigError, match="no PETL method is applied"):
+        petl.remove(copy.deepcopy(bases["tiny-t5"]))
+
+
+@pytest.mark.parametrize("preset", ["single_lora", "single_adapter"])
+def test_hooks_take_keyword_arguments(bases, preset):
+    """transformers may call a sublayer with keywords: the method applies all the same."""
+    model = applied(bases, "tiny-bart", preset).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora." in name or ".adapter." in name:
+                p.normal_(0, 0.5)
+    layer = model.lm.model.encoder.layers[0]
+    host = layer.self_attn.q_proj if preset == "single_lora" else layer.fc2
+    x = torch.randn(2, 3, host.in_features)
+    bare = torch.nn.functional.linear(x, host.weight, host.bias)
+    with torch.no_grad():
+        by_keyword, by_position = host(input=x), host(x)
+    assert torch.equal(by_keyword, by_position) and not torch.allclose(by_keyword, bare)
+
+
+@pytest.mark.parametrize("lm", LMS)
+def test_taps_read_each_layer_and_the_head_input_can_be_replaced(bases, lm):
+    """What a side network needs: read-only taps of every layer, the LM head's input replaced."""
+    from vladapter.petl.contract import Injector
+    from vladapter.petl.slots import HEAD, layer_paths
+
+    model = copy.deepcopy(bases[lm]).eval()
+    before = logits(model)
+    at, seen = Injector(), []
+    for stack in ("encoder", "decoder"):
+        for path in layer_paths(model, stack):
+            at.tap(model.get_submodule(path), lambda out, path=path: seen.append((path, out[0].shape)))
+    assert torch.equal(logits(model), before)
+    assert [p for p, _ in seen] == layer_paths(model, "encoder") + layer_paths(model, "decoder")
+    at.replace_input(model.get_submodule(HEAD), torch.zeros_like)
+    head = model.get_submodule(HEAD)
+    bias = model.lm.final_logits_bias if lm == "tiny-bart" else torch.zeros(head.out_features)
+    assert torch.equal(logits(model), bias.expand_as(before))
+    with torch.no_grad():
+        assert torch.equal(head(input=torch.ones(1, head.in_features)), torch.zeros(1, head.out_features))
+    at.remove()
+    assert torch.equal(logits(model), before) and n_hooks(model) == n_hooks(bases[lm])
+
+
+def test_a_new_method_and_preset_are_written_in_one_place(bases):
+    """A method beside the backbone, declared in one class and one Preset: apply, what
+    trains, its capabilities and remove work without touching the library."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from vladapter.petl.contract import Method
+
+    @dataclass(frozen=True)
+    class SideConfig(Method):
+        method: ClassVar[str] = "side"
+        needs_backbone_grad: ClassVar[bool] = False
+        width: int = 8
+
+        @property
+        def per_task(self) -> bool:
+            return False
+
+        def inject(self, model, tasks, at):
+            side = at.add_child(model, self.method, torch.nn.Linear(model.d_model, model.d_model))
+            at.replace_input(model.get_submodule("lm.lm_head"), lambda h: h + side(h.detach()))
+
+    preset = petl.Preset("side_network", "side network", (SideConfig(),), ("visual",))
+    assert not preset.needs_backbone_grad and not preset.mergeable and preset.task_prefix
+    model = petl.apply(copy.deepcopy(bases["tiny-t5"]), preset, tasks=TASKS)
+    assert not petl.needs_backbone_grad(model)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {n for n in trained if n.startswith(("visual.", "side."))} and "side.weight" in trained
+    petl.remove(model)
+    assert not hasattr(model, "side") and petl.needs_backbone_grad(model)
+    with pytest.raises(ConfigError, match="not a PETL method"):
+        petl.Preset("bad", "bad", (object(),))

@@ -12,7 +12,6 @@ import torch
 from vladapter import petl
 from vladapter.errors import ConfigError
 from vladapter.models import build_vl_model
-from vladapter.petl.dora import merge
 
 torch.set_num_threads(1)
 
@@ -88,28 +87,34 @@ def test_untrained_dora_leaves_outputs_unchanged(base):
 def test_merged_weights_give_the_same_outputs(base):
     _, base = base
     model, doras = trained_dora(base)
+    hosts = [name.removesuffix(".dora") for name in doras]
     with torch.no_grad():
         before = model(**inputs()).logits
-        host = next(iter(doras)).removesuffix(".dora")
-        weight = model.get_submodule(host).weight.clone()
-        merge(model)
+        weight = model.get_submodule(hosts[0]).weight.clone()
+        petl.merge(model)
         after = model(**inputs()).logits
-    assert not torch.equal(model.get_submodule(host).weight, weight)  # the weight itself changed
-    assert all(dora.merged for dora in doras.values())
+    assert not torch.equal(model.get_submodule(hosts[0]).weight, weight)  # the weight itself changed
+    assert not any(name.endswith(".dora") for name, _ in model.named_modules())  # the method is gone
     assert torch.allclose(after, before, atol=1e-5)
-    # a plain model with only the merged projection weights (no DoRA modules) agrees too
+    # a fresh base model given only the merged projection weights computes the same
     plain = copy.deepcopy(base)
     with torch.no_grad():
-        for name in doras:
-            host = name.removesuffix(".dora")
+        for host in hosts:
             plain.get_submodule(host).weight.copy_(model.get_submodule(host).weight)
         assert torch.allclose(plain(**inputs()).logits, before, atol=1e-5)
 
 
-def test_per_task_dora_routes_and_cannot_merge(base):
+def test_per_task_dora_routes_and_merges_one_task(base):
     _, base = base
-    model = petl.apply(copy.deepcopy(base), "dora", tasks=["vqa", "gqa"], shared=False)
+    model = petl.apply(copy.deepcopy(base), "dora", tasks=["vqa", "gqa"], shared=False).eval()
     dora = next(m for n, m in model.named_modules() if n.endswith(".dora"))
     assert dora.magnitude["vqa"] is not dora.magnitude["gqa"]
-    with pytest.raises(ConfigError, match="per-task DoRA"):
-        merge(model)
+    with torch.no_grad():
+        for d in (m for n, m in model.named_modules() if n.endswith(".dora")):
+            torch.nn.init.normal_(d.B["gqa"].weight, std=0.5)
+        gqa = model(**{**inputs(), "task": "gqa"}).logits
+        assert not torch.allclose(gqa, model(**inputs()).logits, atol=1e-3)  # vqa's DoRA is still untrained
+        with pytest.raises(ConfigError, match="merge one of them"):
+            petl.merge(model)
+        petl.merge(model, task="gqa")
+        assert torch.allclose(model(**{**inputs(), "task": "gqa"}).logits, gqa, atol=1e-5)

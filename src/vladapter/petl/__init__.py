@@ -5,9 +5,13 @@
     petl.count(model)                                   # ParamCount(trainable, total).percent
     petl.save(model, "models/x/adapter.safetensors")    # trained params + method.json beside
     petl.load(fresh_model, "models/x/adapter.safetensors")
+    petl.merge(model)                                   # LoRA folded into the weights, method gone
+    petl.remove(model)                                  # or: the method taken out, bare model back
 
 Methods are injected into the unmodified HF modules by module path (``slots.py`` says
-where, per architecture); presets (``registry.py``) are the paper's rows.
+where, per architecture); presets (``registry.py``) are the paper's rows; the contract a
+method implements (declared capabilities, injection through an ``Injector`` that can be
+undone) is ``contract.py``.
 """
 
 import importlib
@@ -15,8 +19,9 @@ import importlib
 # name -> submodule; imported on first use (PEP 562), so a light submodule such as
 # vladapter.petl.accounting (`vladapter params --help`) does not pull in torch
 _EXPORTS = {"load": "checkpoint", "read_header": "checkpoint", "save": "checkpoint", "ParamCount": "method",
-            "apply": "method", "count": "method", "uses_task_prefix": "method", "PRESETS": "registry",
-            "Preset": "registry"}
+            "apply": "method", "count": "method", "uses_task_prefix": "method", "remove": "method",
+            "merge": "method", "needs_backbone_grad": "method", "PRESETS": "registry", "Preset": "registry",
+            "Method": "contract", "HostModel": "contract", "Injector": "contract", "Mergeable": "contract"}
 
 
 def __getattr__(name: str):
@@ -24,5 +29,5 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f"vladapter.petl.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'vladapter.petl' has no attribute {name!r}")
 
-__all__ = ["PRESETS", "Preset", "ParamCount", "apply", "count", "uses_task_prefix", "save", "load",
-           "read_header"]
+__all__ = ["PRESETS", "Preset", "ParamCount", "apply", "count", "uses_task_prefix", "remove", "merge",
+           "needs_backbone_grad", "save", "load", "read_header", "Method", "HostModel", "Injector", "Mergeable"]

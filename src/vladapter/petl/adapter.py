@@ -8,21 +8,22 @@ gate and lightweight decoder are options (``gate``, ``lightweight_decoder``: pet
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable
+from typing import Callable, ClassVar
 
 import torch.nn.functional as F
 from torch import nn
 
 from vladapter.errors import ConfigError
 from vladapter.petl import vl_pet
-from vladapter.petl.base import OutputTransform, TaskModules, init_small, inject
+from vladapter.petl.base import OutputTransform, TaskModules, init_small
+from vladapter.petl.contract import HostModel, Injector, Method
 from vladapter.petl.slots import KINDS, slots
 
 Linear = Callable[[int, int], nn.Module]
 
 
 @dataclass(frozen=True)
-class AdapterConfig:
+class AdapterConfig(Method):
     """reduction_factor: bottleneck = d_model / reduction_factor (8: 96 for d = 768); null: VL-PET's
               per LM (8 BART, 4 T5: 96 / 192)
     shared:   one adapter set for all tasks; else one per task
@@ -83,18 +84,18 @@ class AdapterConfig:
             return lambda n_in, n_out: vl_pet.zeros(nn.Linear(n_in, n_out))
         return lambda n_in, n_out: init_small(nn.Linear(n_in, n_out))
 
-    def inject(self, model: nn.Module, tasks: Iterable[str]) -> None:
-        d, tasks = model.d_model, tuple(tasks)
+    def inject(self, model: HostModel, tasks: tuple[str, ...], at: Injector) -> None:
+        d = model.d_model
         for slot in slots(model, self.kinds):
             if self.lightweight_decoder and slot.stack == "decoder":
                 continue
             adapter = Adapter(d, self.bottleneck(d, model.family), tasks, model.context, self.shared,
                               self.shared or self.share_up, self.make_linear(), self.make_linear(zero=self.zero_up))
-            inject(model.get_submodule(slot.path), self.method, adapter)
+            at.transform_output(model.get_submodule(slot.path), self.method, adapter)
         if self.gate is not None:
-            vl_pet.inject_gates(model, self, tasks)
+            vl_pet.inject_gates(model, self, tasks, at)
         if self.lightweight_decoder:
-            vl_pet.inject_value_adapters(model, self, tasks)
+            vl_pet.inject_value_adapters(model, self, tasks, at)
 
 
 class Adapter(OutputTransform):

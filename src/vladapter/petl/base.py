@@ -1,9 +1,10 @@
-"""Building blocks every PETL method shares: task routing and output hooks.
+"""Building blocks every PETL method shares: task routing, residual modules.
 
-A method injects modules into the unmodified HF model by module path: the new module
-becomes a child of the host module (so it is in ``state_dict`` under the host's name) and
-a forward hook on the host applies it to the host's output. Hooks are bound methods of
-the injected modules, so ``copy.deepcopy(model)`` keeps them pointing at the copies.
+A method injects modules into the unmodified HF model by module path, through the
+``Injector`` of ``petl/contract.py``: the new module becomes a child of the host module
+(so it is in ``state_dict`` under the host's name) and a forward hook on the host applies
+it to the host's output. Hooks hold the injected modules, so ``copy.deepcopy(model)``
+keeps them pointing at the copies.
 """
 
 from __future__ import annotations
@@ -42,20 +43,8 @@ class TaskModules(nn.ModuleDict):
 
 
 class OutputTransform(nn.Module):
-    """A module applied to its host's output (the first element when it is a tuple)."""
-
-    def output_hook(self, host: nn.Module, args: tuple, output):
-        if isinstance(output, tuple):
-            return (self(output[0]), *output[1:])
-        return self(output)
-
-
-def inject(host: nn.Module, name: str, transform: OutputTransform) -> None:
-    """Make ``transform`` the child ``name`` of ``host`` and apply it to ``host``'s output."""
-    if name in host._modules:
-        raise ConfigError(f"{type(host).__name__} already has a {name!r} module: a PETL method is applied twice")
-    host.add_module(name, transform)
-    host.register_forward_hook(transform.output_hook)
+    """A module applied to its host's output: ``forward(h) -> h'`` (the first element when
+    the host returns a tuple). Injected with ``Injector.transform_output``."""
 
 
 def init_small(linear: nn.Linear, std: float = 1e-2) -> nn.Linear:

@@ -14,13 +14,13 @@ uses ``lora_alpha = r``) and no dropout on the LoRA input.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from vladapter.errors import ConfigError
-from vladapter.petl.base import TaskModules, inject
+from vladapter.petl.base import TaskModules
+from vladapter.petl.contract import HostModel, Injector, first_input
 from vladapter.petl.lora import LoRA, LoRAConfig
 from vladapter.petl.slots import attention_linears
 
@@ -28,17 +28,18 @@ from vladapter.petl.slots import attention_linears
 @dataclass(frozen=True)
 class DoRAConfig(LoRAConfig):
     """A :class:`LoRAConfig` (rank, alpha: scale = alpha / rank, dropout, targets, shared)
-    whose projections are weight-decomposed: a trained magnitude per output row."""
+    whose projections are weight-decomposed: a trained magnitude per output row.
+    Mergeable (``petl.merge``): ``W <- m * (W + s B A) / ||W + s B A||``."""
 
     method: ClassVar[str] = "dora"
     alpha: float = 128.0
     dropout: float = 0.0
 
-    def inject(self, model: nn.Module, tasks: Iterable[str]) -> None:
-        tasks = tuple(tasks)
+    def inject(self, model: HostModel, tasks: tuple[str, ...], at: Injector) -> None:
         for path in attention_linears(model, self.targets):
             linear = model.get_submodule(path)
-            inject(linear, self.method, DoRA(linear, self, tasks, model.context))
+            dora = at.add_child(linear, self.method, DoRA(linear, self, tasks, model.context))
+            at.forward_hook(linear, _DoRAHook(dora))
 
 
 class Magnitude(nn.Module):
@@ -51,53 +52,41 @@ class Magnitude(nn.Module):
 
 class DoRA(LoRA):
     """Rescales its host Linear's output row by row: ``m / ||W + s B A||`` times
-    ``W x + s B A x``, plus the host's bias."""
+    ``W x + s B A x``, plus the host's bias (``LoRA.forward`` is the ``s B A x``)."""
 
     def __init__(self, host: nn.Linear, config: DoRAConfig, tasks, context):
         super().__init__(host.in_features, host.out_features, config, tasks, context)
         with torch.no_grad():
             norm = torch.linalg.norm(host.weight, dim=1)
         self.magnitude = TaskModules(lambda: Magnitude(norm), tasks, config.shared)
-        self.merged = False
 
-    def weight_norm(self, host: nn.Linear) -> torch.Tensor:
-        """``||W + s B A||`` per output row, without gradient (the paper's section 4.3)."""
-        task = self.context.task
+    def row_scale(self, host: nn.Linear, task: str | None) -> torch.Tensor:
+        """``m / ||W + s B A||`` per output row; the norm without gradient (the paper's section 4.3)."""
         with torch.no_grad():
             delta = self.B[task].weight @ self.A[task].weight
-            return torch.linalg.norm(host.weight + self.scale * delta.to(host.weight.dtype), dim=1)
+            norm = torch.linalg.norm(host.weight + self.scale * delta.to(host.weight.dtype), dim=1)
+        return self.magnitude[task].weight / norm
 
-    def output_hook(self, host, args, output):
-        if self.merged:
-            return output
-        task = self.context.task
-        scale = (self.magnitude[task].weight / self.weight_norm(host)).to(output.dtype)
+    def rescale(self, host: nn.Linear, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        scale = self.row_scale(host, self.context.task).to(output.dtype)
         if host.bias is None:
-            return scale * (output + self.delta(args[0]))
-        return scale * (output - host.bias + self.delta(args[0])) + host.bias
+            return scale * (output + self(x))
+        return scale * (output - host.bias + self(x)) + host.bias
 
     @torch.no_grad()
-    def merge(self, host: nn.Linear) -> None:
-        """Fold the decomposed weight into ``host.weight`` (a shared DoRA only); the hook
-        then passes the host's output through."""
-        if not self.B.is_shared:
-            raise ConfigError("a per-task DoRA (shared: false) cannot be merged into one weight: each task has its own")
-        if self.merged:
-            return
-        norm = self.weight_norm(host)
-        delta = self.B[None].weight @ self.A[None].weight
-        weight = (host.weight + self.scale * delta) * (self.magnitude[None].weight / norm)[:, None]
+    def fold_into(self, host: nn.Linear, task: str | None) -> None:
+        """``W <- m * (W + s B A) / ||W + s B A||``: the bare Linear then computes what it
+        computed with this DoRA (eval mode)."""
+        delta = self.B[task].weight @ self.A[task].weight * self.scale
+        weight = (host.weight + delta.to(host.weight.dtype)) * self.row_scale(host, task)[:, None]
         host.weight.copy_(weight)
-        self.merged = True
 
 
-def merge(model: nn.Module) -> nn.Module:
-    """Fold every DoRA of ``model`` into its host's weight; outputs stay the same (up to
-    float rounding). The model no longer trains the DoRA tensors afterwards."""
-    for module in list(model.modules()):
-        dora = getattr(module, "_modules", {}).get(DoRAConfig.method)
-        if isinstance(dora, DoRA):
-            dora.merge(module)
-            for p in dora.parameters():
-                p.requires_grad_(False)
-    return model
+class _DoRAHook:
+    """The forward hook on a DoRA's host (a callable holding the module: deepcopy maps it)."""
+
+    def __init__(self, dora: DoRA):
+        self.dora = dora
+
+    def __call__(self, host, args, kwargs, output):
+        return self.dora.rescale(host, first_input(args, kwargs, "input"), output)

@@ -10,19 +10,20 @@ ONE batched call when the stack starts its forward; each slot then reads its sli
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vladapter.errors import ConfigError
-from vladapter.petl.base import OutputTransform, inject
+from vladapter.petl.base import OutputTransform
+from vladapter.petl.contract import HostModel, Injector, Method
 from vladapter.petl.slots import KINDS, STACKS, n_layers, slots, stack_kinds, stack_path
 
 
 @dataclass(frozen=True)
-class HyperformerConfig:
+class HyperformerConfig(Method):
     method: ClassVar[str] = "hyperformer"
     reduction_factor: int = 8
     task_dim: int = 512
@@ -45,8 +46,7 @@ class HyperformerConfig:
     def per_task(self) -> bool:
         return True
 
-    def inject(self, model: nn.Module, tasks: Iterable[str]) -> None:
-        tasks = tuple(tasks)
+    def inject(self, model: HostModel, tasks: tuple[str, ...], at: Injector) -> None:
         if not tasks:
             raise ConfigError("hyperformer needs the task keys: pass tasks=[...] to petl.apply")
         d = model.d_model
@@ -58,12 +58,12 @@ class HyperformerConfig:
                 continue
             hypernet = HyperNetwork(self, tasks, n_layers(model, stack), kinds, d, model.context)
             host = model.get_submodule(stack_path(model.family, stack))
-            host.add_module(self.method, hypernet)
-            host.register_forward_pre_hook(hypernet.generate_hook)
+            at.add_child(host, self.method, hypernet)
+            at.forward_pre_hook(host, hypernet.generate_hook)
             for slot in slots(model, kinds):
                 if slot.stack == stack:
-                    inject(model.get_submodule(slot.path), self.method,
-                           HyperAdapter(hypernet, slot.layer, kinds.index(slot.kind)))
+                    at.transform_output(model.get_submodule(slot.path), self.method,
+                                        HyperAdapter(hypernet, slot.layer, kinds.index(slot.kind)))
 
 
 class HyperNetwork(nn.Module):
@@ -101,7 +101,7 @@ class HyperNetwork(nn.Module):
         z = self.project(torch.cat([task_emb, self.layer_embed.weight], dim=-1))
         return self.generator(z).view(self.n_layers, self.n_kinds, -1)
 
-    def generate_hook(self, stack: nn.Module, args):
+    def generate_hook(self, stack: nn.Module, args, kwargs):
         self.generated = self.weights(self.context.task)
 
     def adapt(self, h: torch.Tensor, layer: int, kind: int) -> torch.Tensor:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
+import torch
 from torch import nn
 
 from vladapter.errors import ConfigError
-from vladapter.petl.base import OutputTransform, TaskModules, inject
+from vladapter.petl.base import TaskModules
+from vladapter.petl.contract import HostModel, Injector, Mergeable, Method
 from vladapter.petl.slots import attention_linears
 
 PAPER_TARGETS = ("encoder.self_attn.q", "encoder.self_attn.v", "decoder.self_attn.q",
@@ -22,11 +24,12 @@ PAPER_TARGETS = ("encoder.self_attn.q", "encoder.self_attn.v", "decoder.self_att
 
 
 @dataclass(frozen=True)
-class LoRAConfig:
+class LoRAConfig(Method):
     """rank, alpha (scale = alpha / rank), dropout on the LoRA input; targets:
     ``<encoder|decoder>.<self_attn|cross_attn>.<q|k|v|o>``; shared or one LoRA per task."""
 
     method: ClassVar[str] = "lora"
+    mergeable: ClassVar[bool] = True  # W += scale * B A (per-task LoRA: for one task)
     rank: int = 128
     alpha: float = 32.0
     dropout: float = 0.1
@@ -46,15 +49,15 @@ class LoRAConfig:
     def per_task(self) -> bool:
         return not self.shared
 
-    def inject(self, model: nn.Module, tasks: Iterable[str]) -> None:
-        tasks = tuple(tasks)
+    def inject(self, model: HostModel, tasks: tuple[str, ...], at: Injector) -> None:
         for path in attention_linears(model, self.targets):
             linear = model.get_submodule(path)
-            inject(linear, self.method, LoRA(linear.in_features, linear.out_features, self, tasks, model.context))
+            at.add_to_output(linear, self.method,
+                             LoRA(linear.in_features, linear.out_features, self, tasks, model.context))
 
 
-class LoRA(OutputTransform):
-    """Adds the low-rank update of its host Linear's input to the host's output."""
+class LoRA(nn.Module, Mergeable):
+    """The low-rank update of its host Linear's input, added to the host's output."""
 
     def __init__(self, in_features: int, out_features: int, config: LoRAConfig, tasks, context):
         super().__init__()
@@ -64,12 +67,15 @@ class LoRA(OutputTransform):
         self.A = TaskModules(lambda: _kaiming(nn.Linear(in_features, config.rank, bias=False)), tasks, config.shared)
         self.B = TaskModules(lambda: _zeros(nn.Linear(config.rank, out_features, bias=False)), tasks, config.shared)
 
-    def delta(self, x):
+    def forward(self, x):
         task = self.context.task
         return self.B[task](self.A[task](self.dropout(x))) * self.scale
 
-    def output_hook(self, host, args, output):
-        return output + self.delta(args[0])
+    @torch.no_grad()
+    def fold_into(self, host: nn.Linear, task: str | None) -> None:
+        """``W += scale * B A``: the bare Linear then computes ``W x + b + delta(x)`` (eval)."""
+        delta = self.B[task].weight @ self.A[task].weight * self.scale
+        host.weight += delta.to(host.weight.dtype)
 
 
 def _kaiming(linear: nn.Linear) -> nn.Linear:

@@ -8,17 +8,18 @@ embedding (the model gives positions to the text tokens only).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from vladapter.errors import ConfigError
 from vladapter.petl.base import TaskModules
+from vladapter.petl.contract import HostModel, Injector, Method
 
 
 @dataclass(frozen=True)
-class PromptConfig:
+class PromptConfig(Method):
     method: ClassVar[str] = "prompt"
     n_prompts: int = 40
     prompt_hidden: int = 800
@@ -34,10 +35,10 @@ class PromptConfig:
     def per_task(self) -> bool:
         return not self.shared
 
-    def inject(self, model: nn.Module, tasks: Iterable[str]) -> None:
+    def inject(self, model: HostModel, tasks: tuple[str, ...], at: Injector) -> None:
         if model.prompts is not None:
             raise ConfigError("the model already has soft prompts: a prompt method is applied twice")
-        model.prompts = SoftPrompts(self, tuple(tasks), model.d_model, model.context)
+        at.set_attribute(model, "prompts", SoftPrompts(self, tasks, model.d_model, model.context))
 
 
 class PromptEncoder(nn.Module):

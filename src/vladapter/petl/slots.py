@@ -115,6 +115,17 @@ def attention_linears(model: nn.Module, targets: Iterable[str]) -> list[str]:
     return paths
 
 
+def layer_paths(model: nn.Module, stack: str) -> list[str]:
+    """Paths of the layers of a stack, in order (read-only taps of each layer's output)."""
+    layers_path = _STACKS[model.family][stack][1]
+    return [f"{layers_path}.{i}" for i in range(n_layers(model, stack))]
+
+
+# the LM head (both families): its input is the decoder's last hidden state (T5: scaled by
+# d_model ** -0.5 first); a side network replaces it with Injector.replace_input
+HEAD = "lm.lm_head"
+
+
 def is_layernorm(module: nn.Module) -> bool:
     """nn.LayerNorm (BART) or T5's RMS-style ``T5LayerNorm``."""
     return isinstance(module, nn.LayerNorm) or type(module).__name__ == "T5LayerNorm"

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vladapter.petl.base import OutputTransform, TaskModules, inject
+from vladapter.petl.base import OutputTransform, TaskModules
+from vladapter.petl.contract import first_input
 from vladapter.petl.slots import attention_linears, input_path, slots, stack_path
 
 GATES = ("large", "small", "middle_x", "middle_y")
@@ -105,7 +106,7 @@ class GatedOutput(OutputTransform):
         self.__dict__["x"] = None
 
     def capture_input(self, module, args, kwargs):
-        self.__dict__["x"] = args[0] if args else kwargs["hidden_states"]
+        self.__dict__["x"] = first_input(args, kwargs, "hidden_states")
 
     def forward(self, y):
         x, self.__dict__["x"] = self.__dict__["x"], None
@@ -114,8 +115,8 @@ class GatedOutput(OutputTransform):
         return y * g * self.scale if self.scale != 1.0 else y * g
 
 
-class ValueAdapter(OutputTransform):
-    """Adds ``up(swish(down(E)))`` of its host projection's input ``E`` to the host's output."""
+class ValueAdapter(nn.Module):
+    """``up(swish(down(E)))`` of its host projection's input ``E``, added to the host's output."""
 
     def __init__(self, d_in: int, d_out: int, bottleneck: int, tasks, context, shared: bool):
         super().__init__()
@@ -123,12 +124,12 @@ class ValueAdapter(OutputTransform):
         self.down = TaskModules(lambda: _normal(nn.Linear(d_in, bottleneck)), tasks, shared)
         self.up = TaskModules(lambda: zeros(nn.Linear(bottleneck, d_out)), tasks, shared)
 
-    def output_hook(self, host, args, output):
+    def forward(self, e):
         task = self.context.task
-        return output + self.up[task](F.silu(self.down[task](args[0])))
+        return self.up[task](F.silu(self.down[task](e)))
 
 
-def inject_gates(model: nn.Module, config, tasks: Iterable[str]) -> None:
+def inject_gates(model: nn.Module, config, tasks: Iterable[str], at) -> None:
     """A gate of ``config.gate`` on every encoder slot of ``config.kinds``, applied after
     the modules already on the slot (the adapter), before dropout and the residual."""
     tasks, d = tuple(tasks), model.d_model
@@ -138,23 +139,22 @@ def inject_gates(model: nn.Module, config, tasks: Iterable[str]) -> None:
     mask_source = None
     if config.gate == "small":
         encoder = model.get_submodule(stack_path(model.family, "encoder"))
-        mask_source = EncoderMask()
-        encoder.add_module("gate_mask", mask_source)
-        encoder.register_forward_pre_hook(mask_source.capture, with_kwargs=True)
+        mask_source = at.add_child(encoder, "gate_mask", EncoderMask())
+        at.forward_pre_hook(encoder, mask_source.capture)
     for slot in slots(model, config.kinds):
         if slot.stack != "encoder":
             continue
         gates = TaskModules(lambda: Gate(config.gate, d, bottleneck, config.middle_y), tasks, config.shared)
         gated = GatedOutput(gates, scale, model.context, mask_source)
-        model.get_submodule(input_path(model, slot)).register_forward_pre_hook(gated.capture_input, with_kwargs=True)
-        inject(model.get_submodule(slot.path), "gate", gated)
+        at.forward_pre_hook(model.get_submodule(input_path(model, slot)), gated.capture_input)
+        at.transform_output(model.get_submodule(slot.path), "gate", gated)
 
 
-def inject_value_adapters(model: nn.Module, config, tasks: Iterable[str]) -> None:
+def inject_value_adapters(model: nn.Module, config, tasks: Iterable[str], at) -> None:
     """The lightweight decoder: a parallel adapter on every cross-attention value projection."""
     tasks = tuple(tasks)
     bottleneck = model.d_model // config.value_reduction_factor
     for path in attention_linears(model, ["decoder.cross_attn.v"]):
         linear = model.get_submodule(path)
-        inject(linear, "value_adapter", ValueAdapter(linear.in_features, linear.out_features, bottleneck, tasks,
-                                                     model.context, config.shared))
+        at.add_to_output(linear, "value_adapter", ValueAdapter(linear.in_features, linear.out_features, bottleneck,
+                                                               tasks, model.context, config.shared))
