@@ -54,7 +54,8 @@ def test_every_dataset_has_a_reader_a_task_and_its_download(name):
 def test_the_schema_enums_are_the_code_s():
     props = SCHEMA["properties"]
     for modality in experiments.MODALITIES:
-        assert props["datasets"]["properties"][modality]["items"]["enum"] == list(D.datasets_of(modality))
+        ref = props["datasets"]["properties"][modality]["items"]["$ref"].rsplit("/", 1)[-1]
+        assert SCHEMA["$defs"][ref]["enum"] == list(D.datasets_of(modality))
     assert SCHEMA["$defs"]["preset"]["enum"] == list(petl.PRESETS)
     # lms: any checkpoint name or folder (checked when resolved), so no enum; every built-in
     # name and alias the code knows must pass the schema's pattern
@@ -62,10 +63,10 @@ def test_the_schema_enums_are_the_code_s():
     assert "enum" not in props["lms"]["items"]
     assert all(pattern.search(lm) for lm in [*available_lms(), *ALIASES])
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(props["train"]["properties"]) == fields
+    assert set(props["train"]["properties"]) == fields  # types and ranges: tests/test_declarations.py
     assert set(props["pretrain"]["properties"]) == {f.name for f in dataclasses.fields(PretrainConfig)}
     assert set(props["evaluate"]["properties"]) == {f.name for f in dataclasses.fields(EvaluateConfig)}
-    assert set(SCHEMA["$defs"]["train_overrides"]["properties"]) <= fields
+    assert set(props["train"]["properties"]["video"]["properties"]) <= fields
 
 
 def test_a_new_task_is_never_unknown_to_the_toy_tokenizer_and_moves_no_word():
@@ -101,3 +102,117 @@ def test_the_toy_world_generates_every_dataset():
 
     # its own order: generation order decides the toy world's random streams
     assert set(toyworld.DATASETS) == set(D.DATASETS)
+
+
+def test_workflow_rules_name_no_dataset():
+    """The rules derive every dataset from the config and the specs (the pre-training split
+    `pretrain` shares its name with the stage and the config section, so it is not checked)."""
+    names = [d for d in D.DATASETS if D.DATASETS[d].modality != "pretrain"]
+    for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")) + [REPO / "Snakefile"]:
+        text = rules.read_text()
+        found = [n for n in names if re.search(rf"\b{n}\b", text)]
+        assert not found, f"{rules.name} names {found}"
+
+
+# --- a dataset is three files: a spec, a reader, a task module --------------------------------
+
+SPEC = '''
+from vladapter.data.datasets import DatasetSpec, register
+
+register(DatasetSpec("shapes", "shapeqa", "image", "Shapes", reader="shapes_dataset.reader",
+                     task_module="shapes_dataset.task", answer_prior=True))
+'''
+READER = '''
+import json
+
+from vladapter.data.records import Record
+
+
+def read(raw, problems):
+    """shapes/questions.json: {split: [{id, image, question, answer}]} -> {split: [Record]}."""
+    doc = json.loads((raw / "shapes" / "questions.json").read_text())
+    return {split: [Record(uid=q["id"], task="shapeqa", split=split, source="shapes", images=[q["image"]],
+                           text=q["question"], targets={q["answer"]: 1.0}, references=[q["answer"]])
+                    for q in items] for split, items in doc.items()}
+
+
+def media(raw, record):
+    return [raw / "shapes" / "images" / f"{image}.png" for image in record.images]
+'''
+TASK = '''
+from vladapter.tasks.base import Task
+
+
+class ShapeQATask(Task):
+    name = "shapeqa"
+    prefix = "shapeqa:"
+    max_new_tokens = 4
+    metric = "accuracy"
+
+
+TASK = ShapeQATask()
+'''
+
+
+@pytest.mark.slow
+def test_a_fourth_image_dataset_from_three_files_runs_end_to_end(tmp_path):
+    """A dataset outside the package, written as a spec, a reader and a task module (and
+    named in VLADAPTER_DATASETS): prepare -> features -> one training step -> evaluate."""
+    import json
+    import os
+    import subprocess
+
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel
+
+    from vladapter.features.toy_clip import tiny_clip_config
+    from workflow_helpers import BIN, snakemake_env
+
+    package = tmp_path / "plugins" / "shapes_dataset"
+    package.mkdir(parents=True)
+    for name, text in {"__init__.py": "", "spec.py": SPEC, "reader.py": READER, "task.py": TASK}.items():
+        (package / name).write_text(text)
+    raw = tmp_path / "raw" / "shapes"
+    (raw / "images").mkdir(parents=True)
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+    questions = {"train": [], "val": [], "test": []}
+    for i in range(12):
+        colour = list(colours)[i % 2]
+        Image.new("RGB", (32, 32), colours[colour]).save(raw / "images" / f"img{i}.png")
+        split = "train" if i < 8 else "val" if i < 10 else "test"
+        questions[split].append({"id": f"q{i}", "image": f"img{i}", "question": "what colour is it?",
+                                 "answer": colour})
+    (raw / "questions.json").write_text(json.dumps(questions))
+    torch.manual_seed(0)
+    clip = tmp_path / "tinyclip"
+    CLIPModel(tiny_clip_config(40, image_size=32, patch_size=8, width=64, layers=1, text_width=32, text_layers=1,
+                               projection_dim=16)).save_pretrained(clip)
+    env = snakemake_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package.parent), env.get("PYTHONPATH")]))
+    env["VLADAPTER_DATASETS"] = "shapes_dataset.spec"
+
+    def vladapter(*args):
+        proc = subprocess.run([str(BIN / "vladapter"), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, (args[0], proc.stderr[-3000:])
+        return proc
+
+    vladapter("prepare", "--dataset", "shapes", "--raw", str(tmp_path / "raw"), "--out", "prepared")
+    assert json.loads((tmp_path / "prepared" / "shapes" / "summary.json").read_text())["counts"] == \
+        {"train": 8, "val": 2, "test": 2}
+    vladapter("extract-features", "--source", "shapes", "--input", str(raw / "images"), "--backbone", str(clip),
+              "--output", "features/shapes.tinyclip.h5", "--workers", "0", "--device", "cpu")
+    vladapter("build-tokenizer", "--prepared", "prepared", "--out", "tokenizer")
+    common = ["--prepared", "prepared", "--features", "features", "--tokenizer", "tokenizer"]
+    vladapter("train", "--tasks", "shapeqa", "--steps", "1", "--batch-size", "4", "--n-image-tokens", "4",
+              "--lm", "tiny-t5", "--method", "single_adapter", *common, "--out", "run")
+    assert (tmp_path / "run" / "adapter.safetensors").is_file()
+    vladapter("evaluate", "--model", "run", "--out", "metrics.json", "--device", "cpu")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "shapeqa" in json.dumps(metrics)
+    # without the plugin the dataset is unknown, with a clear error
+    del env["VLADAPTER_DATASETS"]
+    proc = subprocess.run([str(BIN / "vladapter"), "prepare", "--dataset", "shapes", "--raw", str(tmp_path / "raw")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "shapes" in proc.stderr

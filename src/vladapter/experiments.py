@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from vladapter.data.datasets import DATASETS
+from vladapter.data.datasets import DATASETS, PRETRAIN, pretrain_corpus
 from vladapter.data.records import DATASET_TASK
 from vladapter.utils.names import is_folder_name, name_key
 
@@ -98,7 +98,14 @@ def tasks(config: Mapping[str, Any], modality: str) -> list[str]:
     return [DATASET_TASK[d] for d in config["datasets"][modality]]
 
 
-VIDEO_CAPTION_TASKS = ("tvc", "yc2c")
+VIDEO_CAPTION_TASKS = tuple(d.task for d in DATASETS.values() if d.modality == "video" and d.caption)
+
+
+def pretrain_feature_sources(corpus: list[str]) -> list[str]:
+    """The feature sources the real pre-training corpus refers to, each once: its datasets'
+    (the captioning dataset's last: the corpus is built around its images)."""
+    caption = [FEATURE_SOURCE[d] for d in corpus if DATASETS[d].caption]
+    return list(dict.fromkeys([FEATURE_SOURCE[d] for d in corpus if FEATURE_SOURCE[d] not in caption] + caption))
 
 
 def video_pretraining(config: Mapping[str, Any]) -> list[str]:

@@ -99,8 +99,8 @@ def launcher(wildcards):
 RAW_DIR = (config.get("data") or {}).get("raw_dir", "data/raw")
 RAW_PATHS = (config.get("data") or {}).get("paths") or {}
 # the pre-training corpus (real world: built by `prepare` from these downloads, reusing
-# their features) -- COCO's captions always, VQAv2 and GQA questions when the config has them
-PRETRAIN_CORPUS = ["coco"] + [d for d in ("vqav2", "gqa") if d in IMAGE_DATASETS]
+# their features): the datasets whose spec says so (vladapter.data.datasets)
+PRETRAIN_CORPUS = X.pretrain_corpus(IMAGE_DATASETS)
 
 
 def raw_folder(dataset):
@@ -141,7 +141,7 @@ def raw(dataset):
 def raw_needs(dataset):
     """The datasets whose raw files preparing ``dataset`` reads (the real pre-training
     split: the corpus it is built from)."""
-    if dataset == "pretrain" and not TOY:
+    if dataset == X.PRETRAIN and not TOY:
         return list(PRETRAIN_CORPUS)
     return list(X.RAW_NEEDS.get(dataset, [dataset]))
 
@@ -221,9 +221,9 @@ def features(source):
 
 def feature_sources(dataset):
     """The feature sources a dataset's records refer to: the real pre-training corpus
-    reuses COCO's (and GQA's) features rather than extracting its images again."""
-    if dataset == "pretrain" and not TOY:
-        return [X.FEATURE_SOURCE[d] for d in PRETRAIN_CORPUS if X.FEATURE_SOURCE[d] != "coco"] + ["coco"]
+    reuses its datasets' features rather than extracting its images again."""
+    if dataset == X.PRETRAIN and not TOY:
+        return X.pretrain_feature_sources(PRETRAIN_CORPUS)
     return [feature_source(dataset)]
 
 
@@ -232,11 +232,11 @@ def datasets_of(modality):
 
 
 def all_datasets():
-    return IMAGE_DATASETS + VIDEO_DATASETS + (["pretrain"] if PRETRAIN else [])
+    return IMAGE_DATASETS + VIDEO_DATASETS + ([X.PRETRAIN] if PRETRAIN else [])
 
 
 def sources(modality=None):
-    """Feature sources, each once (vqav2 and coco share the COCO images)."""
+    """Feature sources, each once (datasets may share one: a spec's feature_source)."""
     names = []
     for d in all_datasets():
         if modality in (None, "video" if d in VIDEO_DATASETS else "image"):
@@ -327,7 +327,7 @@ def pretrain_init(stage, lm):
 
 def pretrain_inputs(wildcards):
     """The pre-training split's data, and the matching stage's backbone when there is one."""
-    inputs = model_inputs(["pretrain"])
+    inputs = model_inputs([X.PRETRAIN])
     if MATCHING:
         inputs["init"] = pretrain_init("pretrain", wildcards.lm)
     return inputs
@@ -358,7 +358,7 @@ def settings(stage):
         video = stage == "video"
         return canonical(X.job_settings(
             config, stage, lm=lm, modality="video" if video else "image",
-            tasks=VIDEO_PRETRAIN if video else ["pretrain"], init=pretrain_init(stage, wildcards.lm),
+            tasks=VIDEO_PRETRAIN if video else [X.PRETRAIN], init=pretrain_init(stage, wildcards.lm),
             tokenizer=tokenizer_of(lm)))
 
     return value

@@ -21,7 +21,7 @@ rule train_toy_clip:
     conda:
         ENV
     shell:
-        "vladapter train-toy-clip --captions data/raw/pretrain/dataset_pretrain.json --vision {params.vision:q}"
+        "vladapter train-toy-clip --vision {params.vision:q}"
         " --output {output:q} --steps {params.steps:q} --threads {threads} > {log:q} 2>&1"
 
 
@@ -36,7 +36,7 @@ rule extract_features:
         batch_size=config["features"]["batch_size"],
         device="cuda" if config["resources"]["extract"]["gpu"] else "cpu",
     # the pre-training features first: VL pre-training is on the critical path
-    priority: lambda w: 10 if w.source == "pretrain" else 0
+    priority: lambda w: 10 if w.source == X.PRETRAIN else 0
     log:
         "logs/extract_features/{source}.{backbone}.log",
     benchmark:

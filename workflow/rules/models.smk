@@ -24,7 +24,7 @@ rule build_tokenizer:
 
 rule pretrain_matching:
     input:
-        **model_inputs(["pretrain"]),
+        **model_inputs([X.PRETRAIN]),
     output:
         directory("models/pretrain-matching/{lm}"),
     params:

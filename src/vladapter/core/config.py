@@ -28,96 +28,107 @@ PAPER_LR = {"full_finetuning": 1e-4, "multiple_adapters": 3e-4, "half_shared_ada
 
 
 MAX_LR = 1e30
-# numeric train keys and their closed ranges (all finite)
-NUMBER_RANGES = (("warmup_ratio", 0, 1), ("weight_decay", 0, math.inf), ("adam_eps", 0, 1),
-                 ("grad_clip", 0, math.inf))
+SPLITS = ("train", "val", "test")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# the sub-sections a key may also appear in (workflow/schemas/config.schema.yaml is generated
+# from these declarations: vladapter.core.schema)
+TRAIN_VIDEO, PRETRAIN_VIDEO, MATCHING = "train.video", "pretrain.video", "pretrain.matching"
+OVERRIDES = (TRAIN_VIDEO, PRETRAIN_VIDEO, MATCHING)
+
+
+def key(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any = None, minimum: float | None = None,
+        maximum: float | None = None, exclusive_minimum: float | None = None,
+        exclusive_maximum: float | None = None, choices: tuple | None = None, items: dict | None = None,
+        min_items: int | None = None, unique: bool = False, ref: str | None = None, workflow: bool = False,
+        also_in: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> Any:
+    """A config key, declared once: its default, what it means (``--help``, the schema's
+    description) and what values it takes (the schema's type comes from the annotation;
+    range, choices and list constraints from here; ``validate`` checks the same).
+
+    ref:      the schema's ``$defs`` entry for its values (``preset``, ``lr``), instead of
+              the annotation's type
+    workflow: read by the workflow only (which stages run, which runs exist): no command
+              flag, never part of a job's settings
+    also_in:  the sub-sections that may override it (``train.video``, ``pretrain.video``,
+              ``pretrain.matching``)
+    required: the sections a config file must give it in (``train``, ``pretrain.matching``)
+    """
+    meta = {"doc": doc, "minimum": minimum, "maximum": maximum, "exclusive_minimum": exclusive_minimum,
+            "exclusive_maximum": exclusive_maximum, "choices": choices, "items": items, "min_items": min_items,
+            "unique": unique, "ref": ref, "workflow": workflow, "also_in": also_in, "required": required}
+    meta = {k: v for k, v in meta.items() if v is not None and v is not False and v != ()}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
-    """Section ``train``: multi-task training of one PETL method.
+    """Section ``train``: multi-task training of one PETL method. Every key is declared once,
+    below: its default, its meaning and its values (``vladapter train --help`` and the
+    config schema are generated from these declarations)."""
 
-    lm:               language backbone: tiny-t5 | tiny-bart, or a checkpoint (hub id in any spelling, or folder)
-    method:           PETL preset (vladapter.petl.PRESETS), e.g. single_adapter, full_finetuning
-    method_overrides: keyword overrides passed to petl.apply (e.g. {reduction_factor: 4})
-    tasks:            task keys trained together (image: vqa gqa nlvr caption; video: tvqa how2qa tvc yc2c)
-    init:             directory of a VL-pre-trained backbone (VLModel.save_pretrained), or null
-    random_init:      build lm from its config with fresh weights even when it names a checkpoint
-    tokenizer:        tokenizer directory or HF name
-    prepared:         prepared records folder (<prepared>/<dataset>/<split>.jsonl)
-    features:         feature folder (<features>/<source>.<backbone>.h5)
-    backbone:         visual backbone name in the feature file names (null = the source's only file)
-    split:            training split
-    n_image_tokens:   visual tokens per image (grid adaptive-max-pooled)
-    n_video_frames:   frame tokens per video clip
-    max_examples:     at most this many records per task (null = all); for quick runs
-    steps:            optimiser steps of the run (null = epochs decide)
-    epochs:           passes over the data when steps is null (an epoch covers every task's data once)
-    batch_size:       base batch B; task t uses round(B x its batch_scale) (VQA B, GQA 100/60 B, ...);
-                      a number, or a per-method mapping as lr
-    grad_accum:       micro-batches per optimiser step
-    lr:               learning rate; a number, or a mapping method -> lr with a "default" entry, where a
-                      method's value may itself map LM -> lr ({default: 1e-3, t5-base: 3e-4}: per LM)
-    warmup_ratio:     linear warmup over this share of the steps, then linear decay to 0
-    weight_decay:     AdamW weight decay (never on biases and LayerNorm weights)
-    adam_eps:         AdamW epsilon
-    grad_clip:        gradient-norm clipping (0 = off)
-    dropout:          dropout probability of the backbone (null = the model config's)
-    seed:             seed of initialisation, data order and sampled targets
-    seeds:            train the run once per seed, in one process, into <out>/seed-<n> (null: once, with seed, into <out>)
-    num_workers:      DataLoader worker processes
-    checkpoint_every: write a resumable checkpoint every this many steps (0 = only at the end)
-    keep_checkpoints: how many step checkpoints to keep
-    log_every:        log loss and lr to dvclive every this many steps
-    precision:        auto (bf16 autocast on GPU, fp16 + GradScaler on GPUs without bf16, fp32 on CPU) | fp32 | bf16 | fp16
-    tf32:             TF32 matmuls and convolutions on GPU (float32 range, lower mantissa)
-    fused_adamw:      one fused AdamW kernel on GPU
-    find_unused_parameters: DDP's search for parameters without a gradient: auto (only when
-                      the method has task-specific modules) | true | false
-    grad_checkpointing: recompute the language model's activations in the backward pass (less memory, ~30% slower)
-    compile:          torch.compile the model (start-up cost; faster steps on GPU)
-    qa_target:        video QA target: index ("a{idx}", the paper's) | text (the correct choice's words)
-    video:            overrides of the keys above for video-text runs (all tasks video)
-    """
-
-    lm: str = "tiny-t5"
-    method: str = "single_adapter"
-    method_overrides: dict[str, Any] = field(default_factory=dict)
-    tasks: list[str] = field(default_factory=lambda: list(IMAGE_TASKS))
-    init: str | None = None
-    random_init: bool = False
-    tokenizer: str = "models/tokenizer"
-    prepared: str = "data/prepared"
-    features: str = "data/features"
-    backbone: str | None = None
-    split: str = "train"
-    n_image_tokens: int = 16
-    n_video_frames: int = 16
-    max_examples: int | None = None
-    steps: int | None = None
-    epochs: float | None = 10
-    batch_size: Any = 32
-    grad_accum: int = 1
-    lr: Any = field(default_factory=lambda: dict(PAPER_LR))
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    adam_eps: float = 1e-6
-    grad_clip: float = 5.0
-    dropout: float | None = None
-    seed: int = 0
-    seeds: list[int] | None = None
-    num_workers: int = 0
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 1
-    log_every: int = 10
-    precision: str = "auto"
-    tf32: bool = True
-    fused_adamw: bool = True
-    find_unused_parameters: Any = "auto"
-    grad_checkpointing: bool = False
-    compile: bool = False
-    qa_target: str = "index"
-    video: dict[str, Any] = field(default_factory=dict)
+    lm: str = key("tiny-t5", "language backbone: tiny-t5 | tiny-bart, or a checkpoint (hub id in any spelling, "
+                  "or folder)")
+    method: str = key("single_adapter", "PETL preset (vladapter.petl.PRESETS), e.g. single_adapter, "
+                      "full_finetuning", ref="preset")
+    method_overrides: dict[str, Any] = key(doc="keyword overrides passed to petl.apply (e.g. {reduction_factor: 4})",
+                                           factory=dict)
+    tasks: list[str] = key(doc="task keys trained together (image: vqa gqa nlvr caption; video: tvqa how2qa tvc "
+                           "yc2c)", factory=lambda: list(IMAGE_TASKS))
+    init: str | None = key(None, "directory of a VL-pre-trained backbone (VLModel.save_pretrained), or null")
+    random_init: bool = key(False, "build lm from its config with fresh weights even when it names a checkpoint")
+    tokenizer: str = key("models/tokenizer", "tokenizer directory or HF name")
+    prepared: str = key("data/prepared", "prepared records folder (<prepared>/<dataset>/<split>.jsonl)")
+    features: str = key("data/features", "feature folder (<features>/<source>.<backbone>.h5)")
+    backbone: str | None = key(None, "visual backbone name in the feature file names (null = the source's only "
+                               "file)")
+    split: str = key("train", "training split", choices=SPLITS)
+    n_image_tokens: int = key(16, "visual tokens per image (grid adaptive-max-pooled; a square number)", minimum=1)
+    n_video_frames: int = key(16, "frame tokens per video clip", minimum=1)
+    max_examples: int | None = key(None, "at most this many records per task (null = all); for quick runs",
+                                   minimum=1)
+    steps: int | None = key(None, "optimiser steps of the run (null = epochs decide)", minimum=1,
+                            also_in=OVERRIDES)
+    epochs: float | None = key(10, "passes over the data when steps is null (an epoch covers every task's data "
+                               "once)", exclusive_minimum=0, also_in=OVERRIDES)
+    batch_size: Any = key(32, "base batch B; task t uses round(B x its batch_scale) (VQA B, GQA 100/60 B, ...); "
+                          "a number, or per method as lr", ref="batch_size", minimum=1, also_in=OVERRIDES,
+                          required=("train",))
+    grad_accum: int = key(1, "micro-batches per optimiser step", minimum=1)
+    lr: Any = key(doc='learning rate; a number, or a mapping method -> lr with a "default" entry, where a '
+                  "method's entry may map LM -> lr ({default: 1e-3, t5-base: 3e-4}: its recipe per LM)",
+                  factory=lambda: dict(PAPER_LR), ref="lr", also_in=OVERRIDES, required=("train",))
+    warmup_ratio: float = key(0.1, "linear warmup over this share of the steps, then linear decay to 0",
+                              minimum=0, maximum=1)
+    weight_decay: float = key(0.01, "AdamW weight decay (never on biases and LayerNorm weights)", minimum=0)
+    adam_eps: float = key(1e-6, "AdamW epsilon", exclusive_minimum=0, maximum=1)
+    grad_clip: float = key(5.0, "gradient-norm clipping (0 = off)", minimum=0)
+    dropout: float | None = key(None, "dropout probability of the backbone (null = the model config's)",
+                                minimum=0, exclusive_maximum=1, also_in=OVERRIDES)
+    seed: int = key(0, "seed of initialisation, data order and sampled targets", minimum=0)
+    seeds: list[int] | None = key(None, "train the run once per seed, in one process, into <out>/seed-<n> (null: "
+                                  "once, with seed, into <out>); the report gives mean ± sd over them",
+                                  items={"minimum": 0}, min_items=1, unique=True, also_in=(TRAIN_VIDEO,))
+    num_workers: int = key(0, "DataLoader worker processes", minimum=0)
+    checkpoint_every: int = key(200, "write a resumable checkpoint every this many steps (0 = only at the end)",
+                                minimum=0)
+    keep_checkpoints: int = key(1, "how many step checkpoints to keep", minimum=1)
+    log_every: int = key(10, "log loss and lr to dvclive every this many steps", minimum=1)
+    precision: str = key("auto", "auto (bf16 autocast on GPU, fp16 + GradScaler on GPUs without bf16, fp32 on "
+                         "CPU) | fp32 | bf16 | fp16", choices=PRECISIONS)
+    tf32: bool = key(True, "TF32 matmuls and convolutions on GPU (float32 range, lower mantissa)")
+    fused_adamw: bool = key(True, "one fused AdamW kernel on GPU")
+    find_unused_parameters: Any = key("auto", "DDP's search for parameters without a gradient: auto (only when "
+                                      "the method has task-specific modules) | true | false",
+                                      choices=("auto", True, False))
+    grad_checkpointing: bool = key(False, "recompute the language model's activations in the backward pass (less "
+                                   "memory, ~30% slower)")
+    compile: bool = key(False, "torch.compile the model (start-up cost; faster steps on GPU)")
+    qa_target: str = key("index", 'video QA target: index ("a{idx}", the paper\'s) | text (the correct choice\'s '
+                         "words)", choices=QA_TARGETS, also_in=(TRAIN_VIDEO,))
+    video: dict[str, Any] = key(doc="overrides of the keys above for video-text runs (all tasks video)",
+                                factory=dict, workflow=True)
 
     def learning_rate(self) -> float:
         """The lr of this run's method (``lr`` may be one number or a per-method mapping)."""
@@ -128,47 +139,35 @@ class TrainConfig:
         value = per_method(self.batch_size, self.method, self.lm, "batch_size")
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"train.batch_size of {self.method}: {value!r} is not a whole number")
+        if value < 1:
+            raise ConfigError(f"train.batch_size: {value} is outside the allowed range (>= 1)")
         return value
 
-    def validate(self) -> None:
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"train.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+    def validate(self, section: str = "train") -> None:
         if isinstance(self.find_unused_parameters, str) and self.find_unused_parameters != "auto":
             self.find_unused_parameters = {"true": True, "false": False}.get(self.find_unused_parameters.lower(),
                                                                              self.find_unused_parameters)
-        if self.find_unused_parameters not in ("auto", True, False):
-            raise ConfigError("train.find_unused_parameters must be auto, true or false, "
-                              f"got {self.find_unused_parameters!r}")
-        if self.base_batch_size() < 1 or self.grad_accum < 1:
-            raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
+        if self.qa_target not in QA_TARGETS:
+            raise ConfigError(f"{section}.qa_target must be {' or '.join(QA_TARGETS)}, got {self.qa_target!r}")
         if not (self.steps or 0) > 0 and not (self.epochs or 0) > 0:
-            raise ConfigError("train: set steps > 0 or epochs > 0")
+            raise ConfigError(f"{section}: set steps > 0 or epochs > 0")
         if not self.tasks:
-            raise ConfigError("train.tasks is empty")
-        check_tasks(self.tasks, "train.tasks", allowed=("pretrain",))
-        check_n_image_tokens(self.n_image_tokens, "train.n_image_tokens")
+            raise ConfigError(f"{section}.tasks is empty")
+        check_tasks(self.tasks, f"{section}.tasks", allowed=("pretrain",))
+        check_n_image_tokens(self.n_image_tokens, f"{section}.n_image_tokens")
         if self.seeds is not None:
             try:
                 self.seeds = [int(s) for s in self.seeds]
             except (TypeError, ValueError):
-                raise ConfigError(f"train.seeds must be a list of integers, got {self.seeds!r}") from None
+                raise ConfigError(f"{section}.seeds must be a list of integers, got {self.seeds!r}") from None
             if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-                raise ConfigError(f"train.seeds must list distinct seeds, got {self.seeds!r}")
-        if self.qa_target not in QA_TARGETS:
-            raise ConfigError(f"train.qa_target must be {' or '.join(QA_TARGETS)}, got {self.qa_target!r}")
+                raise ConfigError(f"{section}.seeds must list distinct seeds, got {self.seeds!r}")
+        self.base_batch_size()
         lr = self.learning_rate()
         if not (math.isfinite(lr) and 0 < lr < MAX_LR):
-            raise ConfigError(f"train.lr of {self.method}: {lr} is not a learning rate (a finite number above 0 and "
-                              f"below {MAX_LR:g}, where AdamW's step overflows float32), e.g. 1e-3")
-        for key, low, high in NUMBER_RANGES:
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or not (math.isfinite(value) and low <= value <= high):
-                raise ConfigError(f"train.{key}: {value!r} is outside {low:g} .. {high:g}")
-        if self.adam_eps <= 0:
-            raise ConfigError(f"train.adam_eps: {self.adam_eps!r} must be above 0, e.g. 1e-8")
-        if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
-            raise ConfigError(f"train.dropout: {self.dropout!r} is not a probability (0 <= p < 1), or null for the "
-                              "model config's")
+            raise ConfigError(f"{section}.lr of {self.method}: {lr} is not a learning rate (a finite number above 0 "
+                              f"and below {MAX_LR:g}, where AdamW's step overflows float32), e.g. 1e-3")
+        check_values(self, section)
 
     def task_options(self) -> dict[str, Any]:
         """Options of this run's tasks (vladapter.tasks.get_task keywords)."""
@@ -199,86 +198,157 @@ def task_options(train_config: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class PretrainConfig(TrainConfig):
-    """Section ``pretrain``: VL pre-training of the whole backbone (the ``train`` keys, plus):
+    """Section ``pretrain``: VL pre-training of the whole backbone: the ``train`` keys (their
+    defaults differ: method full_finetuning, tasks [pretrain], lr 1e-3), plus the keys below."""
 
-    objectives: pre-training objectives (span: masked span prediction on captions,
-                prefix: prefix LM / captioning, itm: image-text matching, qa: question answering)
-    tasks:      [pretrain] = the objectives on the pre-training split; downstream task keys
-                (e.g. [tvc, yc2c]) = continued pre-training on their training data
-    enabled:    read by the workflow (whether runs start from the pre-trained backbone;
-                in ``video``: whether video runs start from a video-pre-trained one)
-    compare:    read by the workflow (methods also trained without pre-training, <run>-nopt)
-    matching:   a first stage of image-text matching alone (``vladapter pretrain --matching``:
-                objectives [itm] unless it lists [itm, pair]; these keys override the others;
-                ``enabled`` is the workflow's); the objectives' stage then starts from its backbone
-    Defaults differ from ``train``: method full_finetuning, tasks [pretrain], lr 1e-3.
-    """
+    method: str = key("full_finetuning", TrainConfig.__dataclass_fields__["method"].metadata["doc"], ref="preset")
+    tasks: list[str] = key(doc="[pretrain] = the objectives on the pre-training split; downstream task keys (e.g. "
+                           "[tvc, yc2c]) = continued pre-training on their training data",
+                           factory=lambda: ["pretrain"])
+    objectives: list[str] = key(doc="pre-training objectives (span: masked span prediction on captions, prefix: "
+                                "prefix LM / captioning, itm: image-text matching, qa: question answering, pair: "
+                                "NLVR-style pair matching)", factory=lambda: ["span", "prefix", "itm", "qa"],
+                                items={"enum": ["span", "prefix", "itm", "qa", "pair"]}, min_items=1, unique=True,
+                                also_in=(MATCHING,))
+    lr: Any = key(1e-3, TrainConfig.__dataclass_fields__["lr"].metadata["doc"], ref="lr", also_in=OVERRIDES)
+    enabled: bool = key(True, "read by the workflow: runs start from the VL-pre-trained backbone (in video: "
+                        "video runs start from a video-pre-trained one; in matching: the stage runs)",
+                        workflow=True, also_in=(PRETRAIN_VIDEO, MATCHING), required=("pretrain", MATCHING))
+    compare: list[str] = key(doc="read by the workflow: presets also trained without pre-training (<run>-nopt)",
+                             factory=list, ref="presets", workflow=True)
+    matching: dict[str, Any] = key(doc="a first stage of image-text matching alone (vladapter pretrain --matching: "
+                                   "objectives [itm] unless it lists [itm, pair]; these keys override the others); "
+                                   "the objectives' stage then starts from its backbone", factory=dict,
+                                   workflow=True)
+    video: dict[str, Any] = key(doc="video pre-training: the backbone continued on the video captioning data; "
+                                "video runs start from it", factory=dict, workflow=True)
 
-    method: str = "full_finetuning"
-    tasks: list[str] = field(default_factory=lambda: ["pretrain"])
-    objectives: list[str] = field(default_factory=lambda: ["span", "prefix", "itm", "qa"])
-    lr: Any = 1e-3
-    epochs: float | None = 10
-    enabled: bool = True
-    compare: list[str] = field(default_factory=list)
-    matching: dict[str, Any] = field(default_factory=dict)
+    def validate(self, section: str = "pretrain") -> None:
+        super().validate(section)
 
 
 @dataclass
 class EvaluateConfig:
-    """Section ``evaluate``: generation and scoring.
+    """Section ``evaluate``: generation and scoring. Tasks whose split has no labels (public
+    test sets) get a submission file and no score."""
 
-    split:          evaluated split (test = the paper's test split); tasks whose split has no
-                    labels (public test sets) get a submission file and no score
-    submit:         further splits only predicted, into submission files under
-                    <predictions>/<split>/ (the leaderboards' test sets: [test])
-    tasks:          task keys to evaluate (default: those the run was trained on)
-    batch_size:     examples per generation batch
-    num_beams:      beams for generation (null = each task's default: 5 for captions, 1 else)
-    max_new_tokens: decoding limit (null = each task's default: 20 for captions, 10 for QA)
-    max_examples:   at most this many records per task (null = all)
-    precision:      auto (bf16 autocast on GPU, fp16 where bf16 is missing, fp32 on CPU) | fp32 | bf16 | fp16
-    vqa_evaluator:  how VQA predictions match the human answers: official (the VQA
-                    evaluation: normalised only when the humans disagree) | vl-t5 (VL-T5's
-                    evaluator: the prediction always normalised)
-    prepared:       prepared records folder (default: the trained run's, from its train.json)
-    features:       feature folder (default: the trained run's)
-    backbone:       visual backbone name in the feature file names (default: the trained run's)
-    tokenizer:      tokenizer directory or HF name (default: the trained run's)
-    n_image_tokens: visual tokens per image (default: the trained run's)
-    n_video_frames: frame tokens per video clip (default: the trained run's)
-    """
+    split: str = key("test", "evaluated split (test = the paper's test split)", choices=SPLITS)
+    submit: list[str] = key(doc="further splits only predicted, into submission files under "
+                            "<predictions>/<split>/ (the leaderboards' test sets: [test])", factory=list,
+                            items={"enum": list(SPLITS)}, unique=True)
+    tasks: list[str] | None = key(None, "task keys to evaluate (null: those the run was trained on)")
+    batch_size: int = key(64, "examples per generation batch", minimum=1)
+    num_beams: int | None = key(None, "beams for generation (null = each task's default: 5 for captions, 1 else)",
+                                minimum=1)
+    max_new_tokens: int | None = key(None, "decoding limit (null = each task's default: 20 for captions, 10 for "
+                                     "QA)", minimum=1)
+    max_examples: int | None = key(None, "at most this many records per task (null = all)", minimum=1)
+    precision: str = key("auto", "auto (bf16 autocast on GPU, fp16 where bf16 is missing, fp32 on CPU) | fp32 | "
+                         "bf16 | fp16", choices=PRECISIONS)
+    vqa_evaluator: str = key("official", "how VQA predictions match the human answers: official (the VQA "
+                             "evaluation: normalised only when the humans disagree) | vl-t5 (VL-T5's evaluator: "
+                             "the prediction always normalised)", choices=VQA_EVALUATORS)
+    prepared: str | None = key(None, "prepared records folder (null: the trained run's, from its train.json)")
+    features: str | None = key(None, "feature folder (null: the trained run's)")
+    backbone: str | None = key(None, "visual backbone name in the feature file names (null: the trained run's)")
+    tokenizer: str | None = key(None, "tokenizer directory or HF name (null: the trained run's)")
+    n_image_tokens: int | None = key(None, "visual tokens per image (null: the trained run's)", minimum=1)
+    n_video_frames: int | None = key(None, "frame tokens per video clip (null: the trained run's)", minimum=1)
 
-    split: str = "test"
-    submit: list[str] = field(default_factory=list)
-    tasks: list[str] | None = None
-    batch_size: int = 64
-    num_beams: int | None = None
-    max_new_tokens: int | None = None
-    max_examples: int | None = None
-    precision: str = "auto"
-    vqa_evaluator: str = "official"
-    prepared: str | None = None
-    features: str | None = None
-    backbone: str | None = None
-    tokenizer: str | None = None
-    n_image_tokens: int | None = None
-    n_video_frames: int | None = None
-
-    def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError("evaluate.batch_size must be >= 1")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"evaluate.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-        unknown = sorted(set(self.submit) - {"train", "val", "test"})
-        if unknown:
-            raise ConfigError(f"evaluate.submit: unknown splits {unknown} (train, val, test)")
-        if self.vqa_evaluator not in VQA_EVALUATORS:
-            raise ConfigError(f"evaluate.vqa_evaluator must be {' or '.join(VQA_EVALUATORS)}, got {self.vqa_evaluator!r}")
+    def validate(self, section: str = "evaluate") -> None:
         if self.tasks is not None:
-            check_tasks(self.tasks, "evaluate.tasks")
+            check_tasks(self.tasks, f"{section}.tasks")
         if self.n_image_tokens is not None:
-            check_n_image_tokens(self.n_image_tokens, "evaluate.n_image_tokens")
+            check_n_image_tokens(self.n_image_tokens, f"{section}.n_image_tokens")
+        check_values(self, section)
+
+
+# --- the declarations read back: types, ranges, docs -----------------------------------------
+
+def key_info(cls: type, name: str) -> dict[str, Any]:
+    """The declaration of key ``name`` of config class ``cls`` (a subclass's redeclared field
+    keeps what it does not restate from the base's)."""
+    info: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        own = klass.__dict__.get("__dataclass_fields__", {})
+        if name in own and klass.__dict__.get("__annotations__", {}).get(name) is not None:
+            info.update(own[name].metadata)
+    return info
+
+
+def key_types(cls: type, name: str) -> tuple[str, ...]:
+    """The JSON types of key ``name`` from its annotation: ``int | None`` -> (integer, null);
+    () for ``Any`` (the declaration's ``ref`` or ``choices`` say what it takes)."""
+    annotation = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    names = {"int": "integer", "float": "number", "str": "string", "bool": "boolean", "None": "null"}
+    out = []
+    for part in str(annotation).split("|"):
+        part = part.strip()
+        if part == "Any":
+            return ()
+        base = part.split("[", 1)[0]
+        out.append({"list": "array", "dict": "object"}.get(base) or names[base])
+    return tuple(out)
+
+
+def item_type(cls: type, name: str) -> str | None:
+    """JSON type of a list key's items (``list[int]`` -> integer)."""
+    annotation = str({f.name: f.type for f in dataclasses.fields(cls)}[name])
+    if "list[" not in annotation:
+        return None
+    inner = annotation.split("list[", 1)[1].split("]", 1)[0]
+    return {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}.get(inner)
+
+
+_PY_TYPES = {"integer": (int,), "number": (int, float), "string": (str,), "boolean": (bool,),
+             "null": (type(None),), "array": (list, tuple), "object": (dict,)}
+
+
+def _is(value: Any, json_type: str) -> bool:
+    if json_type in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _PY_TYPES[json_type])
+
+
+def check_values(config: Any, section: str) -> None:
+    """Every key's value against its declaration (type, choices, range, list constraints):
+    a ConfigError naming ``<section>.<key>``, the value and what it may be."""
+    cls = type(config)
+    for f in dataclasses.fields(cls):
+        info, value = key_info(cls, f.name), getattr(config, f.name)
+        if info.get("workflow"):
+            continue
+        types, where = key_types(cls, f.name), f"{section}.{f.name}"
+        if info.get("choices") is not None and value not in info["choices"]:
+            choices = ", ".join("true" if c is True else "false" if c is False else str(c) for c in info["choices"])
+            raise ConfigError(f"{where} must be one of {choices}, got {value!r}")
+        if types and not any(_is(value, t) for t in types):
+            raise ConfigError(f"{where}: {value!r} is not {' or '.join(types)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_range(value, info, where)
+        if isinstance(value, (list, tuple)):
+            if len(value) < info.get("min_items", 0):
+                raise ConfigError(f"{where}: needs at least {info['min_items']} item(s), got {list(value)!r}")
+            if info.get("unique") and len(set(map(str, value))) != len(value):
+                raise ConfigError(f"{where}: {list(value)!r} lists an item twice")
+            item = info.get("items") or {}
+            for v in value:
+                if "enum" in item and v not in item["enum"]:
+                    raise ConfigError(f"{where}: {v!r} is not one of {', '.join(map(str, item['enum']))}")
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    _check_range(v, item, where)
+
+
+def _check_range(value: float, info: dict, where: str) -> None:
+    low, high = info.get("minimum"), info.get("maximum")
+    xlow, xhigh = info.get("exclusive_minimum"), info.get("exclusive_maximum")
+    bad = (not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high)
+           or (xlow is not None and value <= xlow) or (xhigh is not None and value >= xhigh))
+    if bad:
+        lo = f">= {low:g}" if low is not None else f"> {xlow:g}" if xlow is not None else ""
+        hi = f"<= {high:g}" if high is not None else f"< {xhigh:g}" if xhigh is not None else ""
+        raise ConfigError(f"{where}: {value!r} is outside the allowed range ({' and '.join(p for p in (lo, hi) if p)}"
+                          f"{', finite' if not math.isfinite(value) else ''})")
 
 
 def check_tasks(tasks: list[str], key: str, allowed: tuple[str, ...] = ()) -> None:
@@ -302,7 +372,7 @@ C = TypeVar("C")
 
 # keys of a section that only the workflow reads (which stages run, which runs exist);
 # applied or dropped when a stage's settings are resolved, never part of them
-WORKFLOW_KEYS = ("video", "matching", "enabled", "compare")
+WORKFLOW_KEYS = tuple(f.name for f in dataclasses.fields(PretrainConfig) if key_info(PretrainConfig, f.name).get("workflow"))
 # what the matching stage trains when its sub-section does not say
 MATCHING_DEFAULTS = {"objectives": ["itm"]}
 
@@ -390,25 +460,6 @@ def canonical(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True)
 
 
-def _field_docs(cls: type) -> dict[str, str]:
-    """The documentation of each key: the ``key: text`` entries of the dataclass docstrings,
-    with their continuation lines (indented deeper than the key)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        key_indent, current = None, None
-        for line in (klass.__doc__ or "").splitlines():
-            indent = len(line) - len(line.lstrip())
-            name, sep, text = line.strip().partition(":")
-            if sep and name.isidentifier() and text.strip() and (key_indent is None or indent <= key_indent):
-                key_indent, current = indent, name
-                docs[name] = text.strip()
-            elif current is not None and line.strip() and indent > key_indent:
-                docs[current] += " " + line.strip()
-            else:
-                current = None
-    return docs
-
-
 def _check_keys(values: dict, cls: type, where: str) -> None:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -417,22 +468,22 @@ def _check_keys(values: dict, cls: type, where: str) -> None:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--key`` flag per scalar/list field of ``cls``, defaulting to None (= the config's value)."""
-    docs = _field_docs(cls)
+    """One ``--key`` flag per scalar/list key of ``cls`` (not the workflow's, not mappings),
+    defaulting to None (= the config's value); its help is the key's declaration."""
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.name in ("method_overrides", "video", "matching", "enabled", "compare"):
+        info, types = key_info(cls, f.name), key_types(cls, f.name)
+        if f.name in skip or info.get("workflow") or "object" in types:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kind = str(f.type)
-        doc = docs.get(f.name, f.name)
+        doc = info.get("doc") or f.name
         help_ = (doc if "(default:" in doc else f"{doc} (default: {default})").replace("%", "%%")
-        if kind.startswith("list"):
+        if "array" in types:
             parser.add_argument(flag, nargs="+", default=None, help=help_)
         elif f.name in ("lr", "batch_size"):  # one number on the command line; per method in a config
             parser.add_argument(flag, type=float if f.name == "lr" else int, default=None, help=help_)
         else:
-            typ = {"int": int, "float": float, "int | None": int, "float | None": float, "bool": _yes_no}.get(kind, str)
+            typ = {"integer": int, "number": float, "boolean": _yes_no}.get(types[0] if types else "", str)
             parser.add_argument(flag, type=typ, default=None, help=help_)
 
 

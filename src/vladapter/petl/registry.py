@@ -106,3 +106,14 @@ PRESETS: dict[str, Preset] = _presets(
     _vl_pet("middle_y", 2.98, 4.50),
     Preset("dora", "DoRA", (DoRAConfig(),), ("visual", "bias", "layernorm"), {"image": 5.96, "video": 5.19}),
 )
+
+
+def markdown_table(presets: dict[str, Preset] | None = None) -> str:
+    """The presets as the table in docs/petl.md (tests/test_declarations.py checks the docs
+    show exactly this)."""
+    lines = ["| preset | paper row | modules | trains | task prefix | mergeable |", "|---|---|---|---|---|---|"]
+    for p in (presets or PRESETS).values():
+        modules = " + ".join(f"{c.method} ({'per task' if c.per_task else 'shared'})" for c in p.components) or "-"
+        lines.append(f"| {p.name} | {p.row} | {modules} | {', '.join(p.train)} | "
+                     f"{'yes' if p.task_prefix else 'no'} | {'yes' if p.mergeable else 'no'} |")
+    return "\n".join(lines)

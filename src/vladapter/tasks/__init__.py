@@ -10,11 +10,10 @@ import importlib
 
 from vladapter.tasks.base import Example, Task
 
-# task key -> module defining TASK
-TASK_MODULES = {
-    "vqa": "vqa", "gqa": "gqa", "nlvr": "nlvr", "caption": "caption",
-    "tvqa": "tvqa", "how2qa": "how2qa", "tvc": "tvc", "yc2c": "yc2c",
-}
+from vladapter.data.datasets import DATASETS
+
+# task key -> module defining TASK: each registered dataset's (vladapter.data.datasets)
+TASK_MODULES = {d.task: d.task_path for d in DATASETS.values() if d.modality != "pretrain"}
 
 
 def get_task(name: str, **options) -> Task:
@@ -24,7 +23,7 @@ def get_task(name: str, **options) -> Task:
         from vladapter.errors import ConfigError
 
         raise ConfigError(f"unknown task {name!r} (known: {', '.join(TASK_MODULES)})")
-    return importlib.import_module(f"vladapter.tasks.{TASK_MODULES[name]}").TASK.with_options(**options)
+    return importlib.import_module(TASK_MODULES[name]).TASK.with_options(**options)
 
 
 __all__ = ["Example", "Task", "TASK_MODULES", "get_task"]

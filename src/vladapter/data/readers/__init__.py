@@ -16,32 +16,21 @@ import importlib
 from pathlib import Path
 from typing import Callable
 
+from vladapter.data.datasets import DATASETS
 from vladapter.data.readers.common import Problems
 from vladapter.data.records import Record
 from vladapter.errors import ConfigError
 
-# dataset -> (module, reader function, media function): media(raw, record) -> files it needs
-_REGISTRY = {
-    "vqav2": ("vqav2", "read", "media"),
-    "coco": ("coco", "read", "media"),
-    "gqa": ("gqa", "read", "media"),
-    "nlvr2": ("nlvr2", "read", "media"),
-    "tvqa": ("tvqa", "read", "media"),
-    "how2qa": ("how2qa", "read", "media"),
-    "tvc": ("value_captions", "read_tvc", "media"),
-    "yc2c": ("value_captions", "read_yc2c", "media"),
-    "pretrain": ("pretrain", "read", "media"),
-}
-DATASETS = tuple(_REGISTRY)
 SPLITS = ("train", "val", "test")
 
 
 def _functions(name: str) -> tuple[Callable, Callable]:
-    if name not in _REGISTRY:
+    """The dataset's reader and media functions, from its spec (``DatasetSpec.reader``)."""
+    if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
-    module, read, media = _REGISTRY[name]
-    mod = importlib.import_module(f"vladapter.data.readers.{module}")
-    return getattr(mod, read), getattr(mod, media)
+    module, read = DATASETS[name].reader_function
+    mod = importlib.import_module(module)
+    return getattr(mod, read), getattr(mod, "media")
 
 
 def read_dataset(name: str, raw, problems: Problems | None = None,
