@@ -1,10 +1,12 @@
-"""Our LoRA and our adapter against the peer libraries, on the same model and batch.
+"""Our LoRA, DoRA and adapter against the peer libraries, on the same model and batch.
 
-Two comparisons, each reported as a step-time ratio (ours / peer) and an output agreement:
+Three comparisons, each reported as a step-time ratio (ours / peer) and an output agreement:
 
 - our `single_lora` against `peft`'s LoRA (same rank 128, alpha 32, dropout 0.1, same
   target projections, same trainable biases and visual embedding), both in this
   environment, on our VL model;
+- our `dora` against `peft`'s DoRA (`use_dora=True`; rank 128, alpha 128, no dropout, the
+  same targets; trainable: DoRA + biases + LayerNorms + visual embedding, DoRA's VL-BART set);
 - our `single_adapter` against the `adapters` library's Houlsby adapter
   (`double_seq_bn`, bottleneck d/8, GELU, also after cross-attention), which pins an older
   transformers: it runs in its own virtualenv (created on first use under
@@ -42,8 +44,10 @@ DEFAULT_EXCHANGE = REPO / "benchmarks/out/peers-exchange"
 AGREEMENT_TOL = 1e-5
 TIME_TARGET, TIME_NOISE = 1.0, 1.05
 LORA = dict(r=128, alpha=32, dropout=0.1)
+DORA = dict(r=128, alpha=128, dropout=0.0)  # DoRA's VL-BART setting (our dora preset's defaults)
 # (ours, peer) per comparison
-SIDES = {"lora": ("ours-lora", "peft-lora"), "adapter": ("ours-adapter", "adapters-houlsby")}
+SIDES = {"lora": ("ours-lora", "peft-lora"), "dora": ("ours-dora", "peft-dora"),
+         "adapter": ("ours-adapter", "adapters-houlsby")}
 
 
 # --------------------------------------------------------------------------- environment
@@ -83,17 +87,23 @@ def _visual_embedding_names(model) -> list[str]:
     return [f"visual.{name}" for name, _ in model.visual.named_parameters()]
 
 
-def _peft_lora(base):
+def _peft_lora(base, dora: bool = False):
     """``base`` with peft's LoRA injected; trainable: LoRA + all biases + visual embedding,
-    the same set as our single_lora."""
+    the same set as our single_lora. ``dora``: peft's DoRA, trainable as our dora preset
+    (+ magnitudes and every LayerNorm of the LM)."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-                        target_modules=_lora_targets(base), bias="none")
+    from vladapter.petl.slots import is_layernorm
+
+    setting = DORA if dora else LORA
+    config = LoraConfig(r=setting["r"], lora_alpha=setting["alpha"], lora_dropout=setting["dropout"],
+                        target_modules=_lora_targets(base), bias="none", use_dora=dora)
     vis = set(_visual_embedding_names(base))
+    norms = {f"lm.{n}.{p}" for n, m in base.lm.named_modules() if is_layernorm(m)
+             for p, _ in m.named_parameters(recurse=False)} if dora else set()
     model = inject_adapter_in_model(config, base)
     for name, p in model.named_parameters():
-        p.requires_grad = "lora_" in name or name.endswith(".bias") or name in vis
+        p.requires_grad = "lora_" in name or name.endswith(".bias") or name in vis or name in norms
     return model
 
 
@@ -171,6 +181,10 @@ def child_time(args) -> dict:
         model = _ours(args.lm, "single_lora", args)
     elif side == "peft-lora":
         model = _peft_lora(_ours(args.lm, None, args))
+    elif side == "ours-dora":
+        model = _ours(args.lm, "dora", args)
+    elif side == "peft-dora":
+        model = _peft_lora(_ours(args.lm, None, args), dora=True)
     elif side == "ours-adapter":
         model = _ours(args.lm, "single_adapter", args)
     elif side == "adapters-houlsby":
@@ -191,7 +205,7 @@ def child_export(args) -> dict:
     args.exchange.mkdir(parents=True, exist_ok=True)
     base = _ours(args.lm, None, args)
     batch = _batch(args, base)
-    result = _lora_agreement(base, batch)
+    result = {**_lora_agreement(base, batch), **_lora_agreement(base, batch, dora=True)}
     with torch.no_grad():
         plain_logits = base.eval()(**batch, task="caption").logits
 
@@ -304,20 +318,26 @@ def _capture_backbone_inputs(model, backbone, batch) -> dict:
     return {**{k: v.detach().contiguous() for k, v in seen.items()}, "logits": logits.detach().contiguous()}
 
 
-def _lora_agreement(base, batch) -> dict:
-    """Max abs logit difference between our single_lora and peft's LoRA on copies of
-    ``base`` (left untouched), with the same (random) LoRA weights, in eval mode; and
-    ``lora_effect``, how far those weights move the logits from ``base``'s (the check
-    that the agreement is not vacuous)."""
+def _lora_agreement(base, batch, dora: bool = False) -> dict:
+    """Max abs logit difference between our single_lora (``dora``: our dora) and peft's
+    LoRA (DoRA) on copies of ``base`` (left untouched), with the same (random) weights, in
+    eval mode; and the ``effect``, how far those weights move the logits from ``base``'s
+    (the check that the agreement is not vacuous)."""
     import copy
 
     import torch
 
-    ours = _apply(copy.deepcopy(base), "single_lora")
-    _randomise_trainable(ours, "lora")
-    peer = _peft_lora(copy.deepcopy(base))
+    method = "dora" if dora else "lora"
+    ours = _apply(copy.deepcopy(base), "dora" if dora else "single_lora")
+    _randomise_trainable(ours, f".{method}.")
+    if dora:  # magnitudes away from ||W + sBA|| (random B and A changed the norms anyway)
+        with torch.no_grad():
+            for name, p in ours.named_parameters():
+                if ".magnitude." in name:
+                    p.mul_(1.5)
+    peer = _peft_lora(copy.deepcopy(base), dora=dora)
     peer_state = peer.state_dict()
-    ours_lora = _lora_weights_as_peft(ours)
+    ours_lora = _lora_weights_as_peft(ours, method)
     if set(ours_lora) != {k for k in peer_state if "lora_" in k}:
         raise RuntimeError("our LoRA and peft's adapt different modules")
     with torch.no_grad():
@@ -330,19 +350,21 @@ def _lora_agreement(base, batch) -> dict:
         a = ours(**batch, task="caption").logits
         b = peer(**batch, task="caption").logits
     base.train()
-    return {"lora_max_abs_diff": (a - b).abs().max().item(),
-            "lora_effect": (a - plain).abs().max().item()}
+    return {f"{method}_max_abs_diff": (a - b).abs().max().item(),
+            f"{method}_effect": (a - plain).abs().max().item()}
 
 
-def _lora_weights_as_peft(model) -> dict:
-    """Our shared LoRA weights under peft's names: ``<path>.lora.A.shared.weight`` ->
-    ``<path>.lora_A.default.weight`` (same layout: A (r, in), B (out, r))."""
+def _lora_weights_as_peft(model, method: str = "lora") -> dict:
+    """Our shared LoRA (DoRA) weights under peft's names: ``<path>.lora.A.shared.weight`` ->
+    ``<path>.lora_A.default.weight`` (same layout: A (r, in), B (out, r)); DoRA's
+    ``<path>.dora.magnitude.shared.weight`` -> ``<path>.lora_magnitude_vector.default.weight``."""
+    peer_name = {"A": "lora_A", "B": "lora_B", "magnitude": "lora_magnitude_vector"}
     out = {}
     for name, value in model.state_dict().items():
-        if ".lora.A.shared." in name or ".lora.B.shared." in name:
-            path, rest = name.split(".lora.", 1)
-            matrix = rest.split(".", 1)[0]
-            out[f"{path}.lora_{matrix}.default.weight"] = value
+        if f".{method}." in name and ".shared." in name:
+            path, rest = name.split(f".{method}.", 1)
+            part = rest.split(".", 1)[0]
+            out[f"{path}.{peer_name[part]}.default.weight"] = value
     return out
 
 
@@ -380,7 +402,7 @@ def child_argv(args, mode: str, side: str | None = None) -> list[str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm", default="facebook/bart-base", help="BART architecture (default: %(default)s)")
     p.add_argument("--comparisons", nargs="+", choices=list(SIDES), default=list(SIDES),
-                   help="which comparisons (default: both)")
+                   help="which comparisons (default: all)")
     p.add_argument("--steps", type=int, default=6,
                    help="timed step pairs per comparison, ours and the peer in turns; 0: output "
                         "agreement only (default: %(default)s)")

@@ -103,14 +103,14 @@ def test_train_step_on_tiny_bart_reports_ratios_and_frozen_parameters_cost_nothi
 
 
 @pytest.mark.slow  # creates benchmarks/out/peers-venv (adapters + its transformers) on first use
-def test_peers_compute_what_our_lora_and_adapter_compute(tmp_path):
+def test_peers_compute_what_our_lora_dora_and_adapter_compute(tmp_path):
     import peers
 
     out = tmp_path / "peers.json"
     assert peers.main(["--lm", "tiny-bart", "--steps", "2", *SHAPES, "--exchange", str(tmp_path / "x"),
                        "--out", str(out), "--markdown", str(tmp_path / "p.md")]) == 0
     rows = {r["comparison"]: r for r in json.loads(out.read_text())["rows"]}
-    for comparison in ("lora", "adapter"):
+    for comparison in ("lora", "dora", "adapter"):
         # the methods' weights move the logits, and both libraries move them the same way
         assert rows[comparison]["effect"] > 1e-3
         assert rows[comparison]["max_abs_diff"] <= 1e-5
@@ -118,6 +118,7 @@ def test_peers_compute_what_our_lora_and_adapter_compute(tmp_path):
     # and image-order embeddings, which are additions, not matmuls of any size)
     assert rows["lora"]["ours_gflops"] == rows["lora"]["peer_gflops"]
     assert rows["lora"]["ours_trainable"] == rows["lora"]["peer_trainable"]
+    assert rows["dora"]["ours_trainable"] == rows["dora"]["peer_trainable"]  # DoRA's VL-BART set on both
     assert rows["adapter"]["ours_gflops"] == pytest.approx(rows["adapter"]["peer_gflops"], rel=0.01)
     assert rows["adapter"]["time_ratio"] > 0
 

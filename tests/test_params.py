@@ -19,6 +19,12 @@ PAPER_IMAGE = {
     "full_finetuning": 100.0,
 }
 PAPER_VIDEO = {"single_adapter": 3.39, "single_lora": 5.17}
+# later methods on the benchmark: VL-PET's Table 2 (VL-BART and VL-T5), DoRA's VL table (VL-BART)
+LATER_IMAGE = {"bart-base": {"vl_pet_large": 4.16, "vl_pet_small": 2.98, "vl_pet_middle_x": 2.98,
+                             "vl_pet_middle_y": 2.98, "dora": 5.96},
+               "t5-base": {"vl_pet_large": 7.31, "vl_pet_small": 4.51, "vl_pet_middle_x": 4.50,
+                           "vl_pet_middle_y": 4.50}}
+LATER_VIDEO = {"dora": 5.19}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +40,28 @@ def test_bart_image_percentages_match_the_paper(bart_image, method):
 def test_bart_video_percentages_match_the_paper():
     rows = {r["method"]: r for r in parameter_table("bart-base", "video", presets=list(PAPER_VIDEO))}
     for method, paper in PAPER_VIDEO.items():
+        assert rows[method]["percent"] == pytest.approx(paper, abs=0.05)
+
+
+@pytest.mark.parametrize("lm", sorted(LATER_IMAGE))
+def test_later_methods_match_their_papers(lm):
+    rows = {r["method"]: r for r in parameter_table(lm, "image", presets=list(LATER_IMAGE[lm]))}
+    for method, paper in LATER_IMAGE[lm].items():
+        assert rows[method]["paper_percent"] == paper
+        assert rows[method]["percent"] == pytest.approx(paper, abs=0.05), method
+    if lm == "bart-base":
+        # VL-PET-middleY by hand: visual embedding + 12 encoder adapters (768x96+96 + 96x768+768)
+        # + 6 value adapters (same size) + 13 encoder LayerNorms (1,536) + 12 vectors of 768
+        assert rows["vl_pet_middle_y"]["trainable"] == 1_582_848 + 18 * 148_320 + 13 * 1_536 + 12 * 768
+        # DoRA: visual embedding + 36 x (LoRA 2x128x768 + magnitude 768) + every bias + LN weights
+        dora = 36 * (2 * 128 * 768 + 768)
+        assert rows["dora"]["trainable"] == 1_582_848 + dora + 125_952 + 32 * 768
+        assert rows["dora"]["total"] == 141_156_864 + dora
+
+
+def test_dora_video_matches_its_paper():
+    rows = {r["method"]: r for r in parameter_table("bart-base", "video", presets=list(LATER_VIDEO))}
+    for method, paper in LATER_VIDEO.items():
         assert rows[method]["percent"] == pytest.approx(paper, abs=0.05)
 
 
@@ -66,8 +94,8 @@ def test_cli_writes_json_for_t5(tmp_path, capsys):
     # t5-base: 12+12 layers -> 24 + 36 = 60 adapters of 148,320; no biases anywhere in T5
     assert rows["single_adapter"]["trainable"] - rows["layernorms"]["trainable"] == 60 * 148_320
     assert rows["bitfit"]["trainable"] == rows["visual_projection"]["trainable"]
-    # the paper's % is for VL-BART; LST was published on VL-T5 only (tests/test_petl_lst.py)
-    assert all(r["paper_percent"] is None for m, r in rows.items() if m != "lst")
+    # the VL-Adapter paper's % is for VL-BART; VL-PET's paper gives VL-T5's too, LST's VL-T5's only
+    assert {m for m, r in rows.items() if r["paper_percent"] is not None} == {*LATER_IMAGE["t5-base"], "lst"}
     assert rows["lst"]["paper_percent"] == 7.46
 
 
@@ -77,3 +105,22 @@ def test_cli_table_and_errors(capsys):
     assert "single_adapter" in table and "3.39" in table
     assert main(["params", "--lm", "bart-large-xl"]) == 2
     assert "unknown language model 'bart-large-xl'" in capsys.readouterr().err
+
+
+def test_paper_configs_give_the_later_methods_their_papers_recipes(repo):
+    import yaml
+
+    from vladapter.experiments import job_settings, tasks
+
+    def recipe(name, modality, lm, method):
+        config = yaml.safe_load((repo / "config" / name).read_text())
+        assert method in config["methods"][modality]
+        s = job_settings(config, "train", lm=lm, modality=modality, method=method, tasks=tasks(config, modality))
+        return s["lr"], s["batch_size"]
+
+    for gate in ("large", "small", "middle_x", "middle_y"):  # VL-PET's scripts: BART 1e-3 / 500, T5 3e-4 / 300
+        assert recipe("paper-image.yaml", "image", "facebook/bart-base", f"vl_pet_{gate}") == (1e-3, 500)
+        assert recipe("paper-image.yaml", "image", "t5-base", f"vl_pet_{gate}") == (3e-4, 300)
+    assert recipe("paper-image.yaml", "image", "facebook/bart-base", "dora") == (1e-3, 300)  # DoRA's scripts
+    assert recipe("paper-video.yaml", "video", "facebook/bart-base", "dora") == (2.4e-4, 40)
+    assert recipe("paper-image.yaml", "image", "t5-base", "single_adapter") == (1e-3, 500)  # the others: unchanged

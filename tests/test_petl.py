@@ -72,21 +72,29 @@ PAPER = {
     "adapter_task_prompts": ((".adapter.", "prompts."), "layernorm"),
     "bitfit": ((), "bias"),
     "lst": (("side.",), None),
+    # VL-PET: encoder adapters + gates, the decoder's value adapters, the encoder's LayerNorms
+    **{f"vl_pet_{gate}": ((".adapter.", ".gate.", ".value_adapter."), "encoder_layernorm")
+       for gate in ("large", "small", "middle_x", "middle_y")},
+    "dora": ((".dora.",), ("bias", "layernorm")),
 }
 
 
 def intended(preset: str, name: str, task: str) -> bool:
     """Should parameter ``name`` move after training on ``task``? From the paper's table,
     independently of the registry and of how apply() sets requires_grad."""
-    added, group = PAPER[preset]
-    if name.startswith("visual.") or group == "all":
+    added, groups = PAPER[preset]
+    groups = groups if isinstance(groups, tuple) else (groups,)
+    if name.startswith("visual.") or "all" in groups:
         return True
     if any(tag in name for tag in added):
         other = [t for t in TASKS if t != task]
         return not any(f".{t}." in name for t in other)
-    if group == "layernorm" and is_layernorm_name(name) and name.startswith("lm."):
+    if "layernorm" in groups and is_layernorm_name(name) and name.startswith("lm."):
         return True
-    if group == "bias" and name.endswith(".bias") and name.startswith("lm."):
+    if ("encoder_layernorm" in groups and is_layernorm_name(name)
+            and name.startswith(("lm.encoder.", "lm.model.encoder."))):
+        return True
+    if "bias" in groups and name.endswith(".bias") and name.startswith("lm."):
         return True
     return False
 
@@ -236,7 +244,8 @@ def test_phm_weight_is_the_sum_of_kronecker_products():
 def test_task_prefix_follows_the_paper():
     prefix = {name: p.task_prefix for name, p in petl.PRESETS.items()}
     assert all(prefix[n] for n in ("full_finetuning", "single_adapter", "single_compacter", "single_lora",
-                                   "single_prompt", "visual_projection", "layernorms", "bitfit"))
+                                   "single_prompt", "visual_projection", "layernorms", "bitfit", "vl_pet_large",
+                                   "vl_pet_small", "vl_pet_middle_x", "vl_pet_middle_y", "dora"))
     assert not any(prefix[n] for n in ("multiple_adapters", "half_shared_adapters", "multiple_compacters",
                                        "multiple_lora", "multiple_prompts", "hyperformer", "adapter_task_prompts"))
 
@@ -324,8 +333,8 @@ def test_merge_folds_lora_into_the_weights(bases, lm, preset):
 
 
 def test_mergeable_presets_and_refusals(bases):
-    # independent of the registry: the paper's mergeable rows are the LoRA ones
-    assert {n for n, p in petl.PRESETS.items() if p.mergeable} == {"single_lora", "multiple_lora"}
+    # independent of the registry: the paper's mergeable rows are the LoRA ones, and DoRA
+    assert {n for n, p in petl.PRESETS.items() if p.mergeable} == {"single_lora", "multiple_lora", "dora"}
     assert all(p.needs_backbone_grad for p in petl.PRESETS.values())
     with pytest.raises(ConfigError, match="single_adapter cannot be merged.*mergeable presets: multiple_lora"):
         petl.merge(applied(bases, "tiny-t5", "single_adapter"))

@@ -119,6 +119,25 @@ def test_config_section_flags_and_unknown_keys(tmp_path):
         load_section(path, "train", TrainConfig)
 
 
+def test_lr_and_batch_size_per_method_and_per_lm(tmp_path):
+    # a later method's recipe differs per LM (VL-PET: BART 1e-3 / 500, T5 3e-4 / 300)
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  steps: 3\n  lr: {default: 1.0e-3, vl_pet_large: {default: 1.0e-3, t5-base: 3.0e-4}}\n"
+                    "  batch_size: {default: 500, dora: 300, vl_pet_large: {default: 500, t5-base: 300}}\n")
+    t5 = load_section(path, "train", TrainConfig, {"method": "vl_pet_large", "lm": "google-t5/t5-base"})
+    bart = load_section(path, "train", TrainConfig, {"method": "vl_pet_large", "lm": "facebook/bart-base"})
+    dora = load_section(path, "train", TrainConfig, {"method": "dora", "lm": "t5-base"})
+    other = load_section(path, "train", TrainConfig, {"method": "single_adapter", "lm": "t5-base"})
+    assert [(c.lr, c.batch_size) for c in (t5, bart, dora, other)] == [(3e-4, 300), (1e-3, 500), (1e-3, 300),
+                                                                       (1e-3, 500)]
+    path.write_text("train:\n  steps: 3\n  batch_size: {dora: 300}\n")
+    with pytest.raises(ConfigError, match="train.batch_size must be a number or a mapping with a 'default'"):
+        load_section(path, "train", TrainConfig, {"method": "single_adapter"})
+    path.write_text("train:\n  steps: 3\n  batch_size: {default: 2.5}\n")
+    with pytest.raises(ConfigError, match="batch_size of single_adapter: 2.5 is not a whole number"):
+        load_section(path, "train", TrainConfig, {"method": "single_adapter"})
+
+
 def test_fp16_with_grad_scaler_and_gradient_checkpointing_train(world, tmp_path):
     """The options for GPUs without bf16 and for memory, on CPU autocast: a run that learns."""
     run = tmp_path / "fp16"

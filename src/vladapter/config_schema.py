@@ -124,6 +124,8 @@ def _unique(errors: list) -> list:
 def _coerce(config: dict, error) -> bool:
     """Convert the string at ``error``'s path in place when the schema wants a scalar type it
     spells in YAML (a nested --config value); True if something changed."""
+    if error.validator in ("anyOf", "oneOf") and isinstance(error.instance, str):  # a number or a table
+        return any(_coerce(config, e) for e in error.context if e.validator == "type")
     if error.validator != "type" or not isinstance(error.instance, str) or not error.absolute_path:
         return False
     wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]

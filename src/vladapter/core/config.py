@@ -94,10 +94,12 @@ class TrainConfig:
                             also_in=OVERRIDES)
     epochs: float | None = key(10, "passes over the data when steps is null (an epoch covers every task's data "
                                "once)", exclusive_minimum=0, also_in=OVERRIDES)
-    batch_size: int = key(32, "base batch B; task t uses round(B x its batch_scale) (VQA B, GQA 100/60 B, ...)",
-                          minimum=1, also_in=OVERRIDES, required=("train",))
+    batch_size: Any = key(32, "base batch B; task t uses round(B x its batch_scale) (VQA B, GQA 100/60 B, ...); "
+                          "a number, or per method as lr", ref="batch_size", minimum=1, also_in=OVERRIDES,
+                          required=("train",))
     grad_accum: int = key(1, "micro-batches per optimiser step", minimum=1)
-    lr: Any = key(doc='learning rate; a number, or a mapping method -> lr with a "default" entry',
+    lr: Any = key(doc='learning rate; a number, or a mapping method -> lr with a "default" entry, where a '
+                  "method's entry may map LM -> lr ({default: 1e-3, t5-base: 3e-4}: its recipe per LM)",
                   factory=lambda: dict(PAPER_LR), ref="lr", also_in=OVERRIDES, required=("train",))
     warmup_ratio: float = key(0.1, "linear warmup over this share of the steps, then linear decay to 0",
                               minimum=0, maximum=1)
@@ -132,13 +134,16 @@ class TrainConfig:
 
     def learning_rate(self) -> float:
         """The lr of this run's method (``lr`` may be one number or a per-method mapping)."""
-        if isinstance(self.lr, (int, float)):
-            return float(self.lr)
-        if isinstance(self.lr, dict):
-            value = self.lr.get(self.method, self.lr.get("default"))
-            if value is not None:
-                return float(value)
-        raise ConfigError(f"train.lr must be a number or a mapping with a 'default' entry, got {self.lr!r}")
+        return float(per_method(self.lr, self.method, self.lm, "lr"))
+
+    def base_batch_size(self) -> int:
+        """The base batch of this run's method (``batch_size``: a number or a per-method mapping)."""
+        value = per_method(self.batch_size, self.method, self.lm, "batch_size")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"train.batch_size of {self.method}: {value!r} is not a whole number")
+        if value < 1:
+            raise ConfigError(f"train.batch_size: {value} is outside the allowed range (>= 1)")
+        return value
 
     def validate(self, section: str = "train") -> None:
         if isinstance(self.find_unused_parameters, str) and self.find_unused_parameters != "auto":
@@ -159,6 +164,7 @@ class TrainConfig:
                 raise ConfigError(f"{section}.seeds must be a list of integers, got {self.seeds!r}") from None
             if not self.seeds or len(set(self.seeds)) != len(self.seeds):
                 raise ConfigError(f"{section}.seeds must list distinct seeds, got {self.seeds!r}")
+        self.base_batch_size()
         lr = self.learning_rate()
         if not (math.isfinite(lr) and 0 < lr < MAX_LR):
             raise ConfigError(f"{section}.lr of {self.method}: {lr} is not a learning rate (a finite number above 0 "
@@ -168,6 +174,22 @@ class TrainConfig:
     def task_options(self) -> dict[str, Any]:
         """Options of this run's tasks (vladapter.tasks.get_task keywords)."""
         return task_options(dataclasses.asdict(self))
+
+
+def per_method(table: Any, method: str, lm: str, key: str) -> Any:
+    """A value of a per-method setting (``lr``, ``batch_size``): a number, or a mapping
+    method -> value with a ``default`` entry, where a method's value may map LM (the last
+    part of its name: ``t5-base``) -> value with a ``default`` too (the method's per-LM recipe)."""
+    if isinstance(table, (int, float)) and not isinstance(table, bool):
+        return table
+    lm_key = str(lm).rstrip("/").rsplit("/", 1)[-1]
+    value = table.get(method, table.get("default")) if isinstance(table, dict) else None
+    if isinstance(value, dict):
+        value = value.get(lm_key, value.get("default"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"train.{key} must be a number or a mapping with a 'default' entry (a method's entry: a number "
+                      f"or a mapping of LMs with a 'default'), got {table!r} for {method} on {lm_key}")
 
 
 def task_options(train_config: dict[str, Any]) -> dict[str, Any]:
@@ -386,7 +408,8 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
     - its ``video`` overrides when every task of the job is a video task,
     - its ``stage`` sub-section (``matching``: ``MATCHING_DEFAULTS`` where it is silent),
     - ``overrides`` (command-line values; None means "not given") over all of these,
-    - ``lr`` resolved to the job's method (a per-method mapping becomes one number).
+    - ``lr`` and ``batch_size`` resolved to the job's method and LM (a per-method mapping
+      becomes one number).
 
     The one place a stage's settings are merged: the workflow's rules (through
     vladapter.experiments.job_settings) and the commands (load_section) both call it.
@@ -415,6 +438,7 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
     if hasattr(config, "learning_rate"):
         config.validate()
         config.lr = config.learning_rate()
+        config.batch_size = config.base_batch_size()
     elif hasattr(config, "validate"):
         config.validate()
     return config
@@ -480,8 +504,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         help_ = (doc if "(default:" in doc else f"{doc} (default: {default})").replace("%", "%%")
         if "array" in types:
             parser.add_argument(flag, nargs="+", default=None, help=help_)
-        elif f.name == "lr":
-            parser.add_argument(flag, type=float, default=None, help=help_)
+        elif f.name in ("lr", "batch_size"):  # one number on the command line; per method in a config
+            parser.add_argument(flag, type=float if f.name == "lr" else int, default=None, help=help_)
         else:
             typ = {"integer": int, "number": float, "boolean": _yes_no}.get(types[0] if types else "", str)
             parser.add_argument(flag, type=typ, default=None, help=help_)

@@ -22,8 +22,8 @@ BYTES_PER_PARAM = 4  # checkpoints hold float32 tensors
 
 
 def parameter_table(lm: str = "bart-base", modality: str = "image", presets=None) -> list[dict]:
-    """One row per preset: trainable, total, percent, the paper's % (VL-BART) where it has
-    one, and the size of the checkpoint ``petl.save`` writes (MB, float32)."""
+    """One row per preset: trainable, total, percent, the paper's % (VL-BART; VL-T5 where a
+    later method's paper gives one) where it has one, and the size of the checkpoint ``petl.save`` writes (MB, float32)."""
     from vladapter import petl
     from vladapter.models import build_vl_model
 
@@ -36,9 +36,7 @@ def parameter_table(lm: str = "bart-base", modality: str = "image", presets=None
         model = build_vl_model(lm, feat_dim=feat_dim, n_vis_tokens=n_tokens, device="meta")
         petl.apply(model, name, tasks=tasks)
         n = petl.count(model)
-        # the paper's % is VL-BART's; a method published on VL-T5 only (LST) keys it "t5/<modality>"
-        key = modality if model.family == "bart" else f"{model.family}/{modality}"
-        paper = (preset.paper_percent or {}).get(key)
+        paper = ((preset.paper_percent if model.family == "bart" else preset.paper_percent_t5) or {}).get(modality)
         rows.append({
             "method": name, "row": preset.row, "trainable": n.trainable, "total": n.total,
             "percent": round(n.percent, 4), "paper_percent": paper,

@@ -19,7 +19,7 @@ from vladapter.petl.adapter import AdapterConfig, Linear
 class PHMLinear(nn.Module):
     """``y = x W + b`` with ``W (in, out) = sum_i kron(rules[i], factors[i])``."""
 
-    def __init__(self, in_features: int, out_features: int, n: int = 2):
+    def __init__(self, in_features: int, out_features: int, n: int = 2, zero: bool = False):
         super().__init__()
         if in_features % n or out_features % n:
             raise ConfigError(f"PHM dimension n={n} must divide both {in_features} and {out_features}")
@@ -30,6 +30,8 @@ class PHMLinear(nn.Module):
         nn.init.normal_(self.rules, std=0.01)
         for factor in self.factors.data:
             nn.init.xavier_uniform_(factor)
+        if zero:  # W = 0 at the start; the rules stay non-zero so the factors get gradients
+            nn.init.zeros_(self.factors)
 
     def weight(self) -> torch.Tensor:
         """The ``(in, out)`` matrix: kron(A, B)[a*p + c, b*q + d] = A[a, b] * B[c, d]."""
@@ -53,5 +55,5 @@ class CompacterConfig(AdapterConfig):
         if not isinstance(self.phm_dim, int) or self.phm_dim < 1:
             raise ConfigError(f"compacter phm_dim must be a positive integer, got {self.phm_dim!r}")
 
-    def make_linear(self) -> Linear:
-        return lambda n_in, n_out: PHMLinear(n_in, n_out, self.phm_dim)
+    def make_linear(self, zero: bool = False) -> Linear:
+        return lambda n_in, n_out: PHMLinear(n_in, n_out, self.phm_dim, zero=zero)

@@ -13,7 +13,7 @@ from torch import nn
 from vladapter.errors import ConfigError
 from vladapter.petl.contract import HostModel, Injector, Mergeable
 from vladapter.petl.registry import PRESETS, Preset
-from vladapter.petl.slots import is_layernorm
+from vladapter.petl.slots import is_layernorm, stack_path
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,9 @@ def _group_params(model: nn.Module, groups: Iterable[str]) -> list[nn.Parameter]
             params += list(model.visual.parameters())
         elif group == "layernorm":
             params += [p for m in model.lm.modules() if is_layernorm(m) for p in m.parameters(recurse=False)]
+        elif group == "encoder_layernorm":
+            encoder = model.get_submodule(stack_path(model.family, "encoder"))
+            params += [p for m in encoder.modules() if is_layernorm(m) for p in m.parameters(recurse=False)]
         elif group == "bias":
             params += [p for name, p in model.lm.named_parameters() if name.rsplit(".", 1)[-1] == "bias"]
         else:

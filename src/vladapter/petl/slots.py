@@ -36,6 +36,14 @@ _SUBLAYERS = {
                     "ffn": "layer.2.DenseReluDense"},
     },
 }
+# family -> stack -> kind -> path of the module whose input is the sublayer's input X (the
+# residual stream: BART's post-LN layer input, T5's un-normalised one before its pre-LN)
+_INPUTS = {
+    "bart": {"encoder": {"self_attn": "self_attn", "ffn": "fc1"},
+             "decoder": {"self_attn": "self_attn", "cross_attn": "encoder_attn", "ffn": "fc1"}},
+    "t5": {"encoder": {"self_attn": "layer.0", "ffn": "layer.1"},
+           "decoder": {"self_attn": "layer.0", "cross_attn": "layer.1", "ffn": "layer.2"}},
+}
 # attention projection letter -> module name
 _PROJECTIONS = {
     "bart": {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "out_proj"},
@@ -78,6 +86,13 @@ def slots(model: nn.Module, kinds: Iterable[str] = KINDS) -> list[Slot]:
             for kind in stack_kinds(stack, kinds):
                 out.append(Slot(stack, i, kind, f"{layers_path}.{i}.{_SUBLAYERS[family][stack][kind]}"))
     return out
+
+
+def input_path(model: nn.Module, slot: Slot) -> str:
+    """Path of the module whose first input is ``slot``'s sublayer input (what its
+    residual connection adds back): VL-PET's gates read it."""
+    layers_path = _STACKS[model.family][slot.stack][1]
+    return f"{layers_path}.{slot.layer}.{_INPUTS[model.family][slot.stack][slot.kind]}"
 
 
 def attention_linears(model: nn.Module, targets: Iterable[str]) -> list[str]:
