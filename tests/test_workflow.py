@@ -46,7 +46,7 @@ def test_bad_config_is_refused_before_any_job(tmp_path, edit, named):
 
 
 @pytest.mark.parametrize("name, lms, methods, modality", [
-    ("paper-image", 2, 14, "image"), ("paper-video", 2, 14, "video")])
+    ("paper-image", 2, 20, "image"), ("paper-video", 2, 15, "video")])
 def test_paper_configs_build_the_full_dag_offline(tmp_path, name, lms, methods, modality):
     work = copy_workflow(tmp_path)
     config = yaml.safe_load((work / "config" / f"{name}.yaml").read_text())
