@@ -24,7 +24,6 @@ Sources: src/vladapter/data/registry.py. --mirror URL (or $VLADAPTER_MIRROR) fet
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import json
 import os
@@ -41,7 +40,7 @@ from tqdm import tqdm
 
 from vladapter.data.registry import NOTES, REGISTRY, RemoteFile
 from vladapter.errors import ChecksumError, ConfigError, DataError
-from vladapter.utils.io import atomic_path
+from vladapter.utils.io import atomic_path, file_sha256
 
 CHUNK = 1 << 20
 MIRROR_ENV = "VLADAPTER_MIRROR"
@@ -49,18 +48,10 @@ MIRROR_ENV = "VLADAPTER_MIRROR"
 TRANSIENT = (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, urllib.error.URLError)
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _matches(path: Path, spec: RemoteFile) -> bool:
     if spec.size is not None and path.stat().st_size != spec.size:
         return False
-    return spec.sha256 is None or sha256_of(path) == spec.sha256
+    return spec.sha256 is None or file_sha256(path) == spec.sha256
 
 
 def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm, size: int | None = None) -> bool:
@@ -138,7 +129,7 @@ def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = No
     finally:
         bar.close()
     got_size = part.stat().st_size
-    digest = sha256_of(part)
+    digest = file_sha256(part)
     if (size is not None and got_size != size) or (sha256 is not None and digest != sha256):
         part.unlink()
         raise ChecksumError(
@@ -263,7 +254,7 @@ def download(dataset: str, out: str | Path = "data/raw", only: str | None = None
         marker = root / f".{spec.name}.extracted"
         entry = {"name": spec.name, "path": str(dest), "verified": bool(spec.sha256)}
         if dest.exists() and _matches(dest, spec):
-            report.append({**entry, "sha256": spec.sha256 or sha256_of(dest), "status": "present"})
+            report.append({**entry, "sha256": spec.sha256 or file_sha256(dest), "status": "present"})
         elif users:
             raise DataError(
                 f"{root} is your own folder (or a link to it), not one `vladapter download` made; its "

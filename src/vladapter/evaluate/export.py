@@ -21,24 +21,17 @@ sha256 is refused. Nothing but safetensors and JSON is written or read.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from vladapter.errors import ConfigError
+from vladapter.utils.io import file_sha256
 
 EXPORT_FILE = "export.json"
 FORMAT = "vladapter-export/1"
 RUN_FILES = ("adapter.safetensors", "method.json", "train.json")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_folders(model_dir: Path) -> dict[int | None, Path]:
@@ -101,10 +94,10 @@ def export_run(model_dir: str | Path, out: str | Path, metrics: str | Path | Non
             for name in RUN_FILES:
                 shutil.copyfile(folder / name, dest / name)
                 rel = (dest / name).relative_to(tmp).as_posix()
-                manifest["files"][rel] = _sha256(dest / name)
+                manifest["files"][rel] = file_sha256(dest / name)
         if metrics_data is not None:
             (tmp / "metrics.json").write_text(json.dumps(metrics_data, indent=2) + "\n")
-            manifest["files"]["metrics.json"] = _sha256(tmp / "metrics.json")
+            manifest["files"]["metrics.json"] = file_sha256(tmp / "metrics.json")
         (tmp / EXPORT_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(manifest, cfg, metrics_data, Path(out).name))
     return manifest
@@ -115,7 +108,7 @@ def verify_export(folder: str | Path, manifest: dict) -> None:
     folder = Path(folder)
     for rel, digest in manifest["files"].items():
         path = folder / rel
-        if not path.is_file() or _sha256(path) != digest:
+        if not path.is_file() or file_sha256(path) != digest:
             raise ConfigError(f"{path} is missing or differs from the sha256 in {folder / EXPORT_FILE}: the export "
                               "is incomplete or was changed; copy it again")
 

@@ -35,7 +35,6 @@ The file is read with ``torch.load(weights_only=True)``: tensors and containers 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import re
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vladapter.errors import ConfigError
+from vladapter.utils.io import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,6 @@ def map_state(state: dict, model, layout: Layout, path: str | Path = "the checkp
 
 def import_released(checkpoint: str | Path, tokenizer: str, lm: str | None = None, n_vis_tokens: int = 36):
     """(model, tokenizer, info) of a released VL-T5 / VL-BART checkpoint, every tensor accounted for."""
-    import torch
-
     from vladapter.models import load_tokenizer
     from vladapter.models.vl_model import VLModel, _hf_class
     from vladapter.models.specs import lm_spec
@@ -238,7 +236,7 @@ def import_released(checkpoint: str | Path, tokenizer: str, lm: str | None = Non
     mapped = map_state(state, model, layout, checkpoint)
     model.load_state_dict(mapped, strict=False)  # map_state checked that every tensor is filled
     info = {
-        "source": str(checkpoint), "sha256": _sha256(checkpoint), "family": family, "lm": spec.name,
+        "source": str(checkpoint), "sha256": file_sha256(checkpoint), "family": family, "lm": spec.name,
         "tensors": len(state), "ignored": sorted(k for k in state if k in IGNORED),
         "tied_copies": sorted(k for k in state if k in layout.tied or (k == "lm_head.weight" and k not in mapped)),
         "vocab_rows": rows, "text_vocab": text_vocab, "vis_extra": rows - text_vocab,
@@ -246,13 +244,6 @@ def import_released(checkpoint: str | Path, tokenizer: str, lm: str | None = Non
     }
     return model, tok, info
 
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_imported(model, tokenizer, info: dict, out: str | Path) -> None:
