@@ -122,7 +122,8 @@ def test_a_new_config_key_is_declared_in_one_place(tmp_path):
     (("warmup_ratio", 2), "train.warmup_ratio: 2 is outside"), (("adam_eps", 0), "train.adam_eps: 0 is outside"),
     (("precision", "fp8"), "train.precision must be one of auto, fp32, bf16, fp16"),
     (("batch_size", 0), "train.batch_size: 0 is outside"), (("seeds", [1, 1]), "train.seeds must list distinct seeds"),
-    (("num_workers", -1), "train.num_workers: -1 is outside"), (("tf32", "maybe"), "train.tf32: 'maybe' is not boolean"),
+    (("num_workers", -1), "train.num_workers: -1 is outside"),
+    (("tf32", "maybe"), "train.tf32: 'maybe' is not boolean"),
 ])
 def test_the_job_checks_the_declared_range_the_schema_checks(value, named):
     name, bad = value

@@ -414,3 +414,37 @@ def test_a_new_method_and_preset_are_written_in_one_place(bases):
     assert not hasattr(model, "side") and petl.needs_backbone_grad(model)
     with pytest.raises(ConfigError, match="not a PETL method"):
         petl.Preset("bad", "bad", (object(),))
+
+
+def test_remove_on_a_copy_leaves_the_original(bases):
+    """The injection record is copied with the model (EMA and best-so-far copies)."""
+    base = copy.deepcopy(bases["tiny-bart"]).eval()
+    model = applied(bases, "tiny-bart", "single_lora").eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora." in name:
+                p.normal_(0, 0.5)
+    with_lora = logits(model)
+    twin = copy.deepcopy(model)
+    assert torch.equal(logits(twin), with_lora)
+    petl.remove(twin)
+    assert torch.equal(logits(twin), logits(base)) and torch.equal(logits(model), with_lora)
+
+
+@pytest.mark.parametrize("preset", ["single_lora", "adapter_task_prompts", "hyperformer", "vl_pet_small", "dora"])
+def test_disabled_runs_the_bare_model_and_switches_back(bases, preset):
+    base = copy.deepcopy(bases["tiny-t5"]).eval()
+    model = applied(bases, "tiny-t5", preset).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name not in base.state_dict():
+                p.normal_(0, 0.5)
+    with_method = logits(model)
+    assert not torch.allclose(with_method, logits(base))
+    with petl.disabled(model):
+        assert torch.equal(logits(model), logits(base))
+        assert model.prompts is None
+    assert torch.equal(logits(model), with_method)
+    with petl.disabled(model):  # removing while disabled leaves the bare model too
+        petl.remove(model)
+    assert torch.equal(logits(model), logits(base)) and n_hooks(model) == n_hooks(base)

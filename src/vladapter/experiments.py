@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from vladapter.data.datasets import DATASETS, PRETRAIN, pretrain_corpus
+from vladapter.data.datasets import DATASETS, PRETRAIN, pretrain_corpus  # the last two: for the rules (X.*)
 from vladapter.data.records import DATASET_TASK
 from vladapter.utils.names import is_folder_name, name_key
 

@@ -372,7 +372,8 @@ C = TypeVar("C")
 
 # keys of a section that only the workflow reads (which stages run, which runs exist);
 # applied or dropped when a stage's settings are resolved, never part of them
-WORKFLOW_KEYS = tuple(f.name for f in dataclasses.fields(PretrainConfig) if key_info(PretrainConfig, f.name).get("workflow"))
+WORKFLOW_KEYS = tuple(f.name for f in dataclasses.fields(PretrainConfig)
+                      if key_info(PretrainConfig, f.name).get("workflow"))
 # what the matching stage trains when its sub-section does not say
 MATCHING_DEFAULTS = {"objectives": ["itm"]}
 

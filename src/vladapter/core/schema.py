@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vladapter.core.config import (MATCHING, OVERRIDES, EvaluateConfig, PretrainConfig, TrainConfig, item_type,
+from vladapter.core.config import (OVERRIDES, EvaluateConfig, PretrainConfig, TrainConfig, item_type,
                                    key_info, key_types)
 from vladapter.errors import ConfigError
 
@@ -195,7 +195,8 @@ def _compare(where: str, have: Any, want: Any, found: list[str]) -> None:
                 for name in [*ours, *(n for n in theirs if n not in ours)]:
                     _compare(f"{where}.{name}", theirs.get(name), ours.get(name), found)
             elif have.get(k) != want.get(k):
-                found.append(f"{where} ({k}): the schema has {_flow(have.get(k))}, the code declares {_flow(want.get(k))}")
+                found.append(f"{where} ({k}): the schema has {_flow(have.get(k))}, "
+                             f"the code declares {_flow(want.get(k))}")
         return
     if have != want:
         found.append(f"{where}: the schema has {_flow(have)}, the code declares {_flow(want)}")

@@ -20,8 +20,9 @@ import importlib
 # vladapter.petl.accounting (`vladapter params --help`) does not pull in torch
 _EXPORTS = {"load": "checkpoint", "read_header": "checkpoint", "save": "checkpoint", "ParamCount": "method",
             "apply": "method", "count": "method", "uses_task_prefix": "method", "remove": "method",
-            "merge": "method", "needs_backbone_grad": "method", "PRESETS": "registry", "Preset": "registry",
-            "Method": "contract", "HostModel": "contract", "Injector": "contract", "Mergeable": "contract"}
+            "merge": "method", "disabled": "method", "needs_backbone_grad": "method", "PRESETS": "registry",
+            "Preset": "registry", "Method": "contract", "HostModel": "contract", "Injector": "contract",
+            "Mergeable": "contract"}
 
 
 def __getattr__(name: str):
@@ -29,5 +30,5 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f"vladapter.petl.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'vladapter.petl' has no attribute {name!r}")
 
-__all__ = ["PRESETS", "Preset", "ParamCount", "apply", "count", "uses_task_prefix", "remove", "merge",
+__all__ = ["PRESETS", "Preset", "ParamCount", "apply", "count", "uses_task_prefix", "remove", "merge", "disabled",
            "needs_backbone_grad", "save", "load", "read_header", "Method", "HostModel", "Injector", "Mergeable"]

@@ -116,6 +116,7 @@ class Injector:
         self.children: list[tuple[nn.Module, str, nn.Module]] = []   # (host, name, module)
         self.handles: list = []                                       # torch RemovableHandles
         self.attributes: list[tuple[object, str, Any]] = []           # (object, name, old value)
+        self.enabled = True  # False: every hook passes through, attributes show their old values
 
     # --- what a method uses --------------------------------------------------------------
     def add_child(self, host: nn.Module, name: str, module: nn.Module) -> nn.Module:
@@ -129,11 +130,11 @@ class Injector:
 
     def forward_hook(self, host: nn.Module, hook: Callable) -> None:
         """``hook(host, args, kwargs, output) -> new output or None``."""
-        self.handles.append(host.register_forward_hook(hook, with_kwargs=True))
+        self.handles.append(host.register_forward_hook(_Gate(self, hook), with_kwargs=True))
 
     def forward_pre_hook(self, host: nn.Module, hook: Callable) -> None:
         """``hook(host, args, kwargs) -> (args, kwargs) or None``."""
-        self.handles.append(host.register_forward_pre_hook(hook, with_kwargs=True))
+        self.handles.append(host.register_forward_pre_hook(_Gate(self, hook), with_kwargs=True))
 
     def transform_output(self, host: nn.Module, name: str, module: nn.Module) -> None:
         """Child ``name`` of ``host`` applied to ``host``'s output (the first element of a
@@ -162,8 +163,17 @@ class Injector:
         self.attributes.append((obj, name, getattr(obj, name)))
         setattr(obj, name, value)
 
-    # --- what petl.remove / petl.merge use -----------------------------------------------
+    # --- what petl.remove / petl.merge / petl.disabled use ------------------------------
+    def set_enabled(self, enabled: bool) -> None:
+        """Switch the method off (the hooks pass through, attributes hold their old values)
+        or on again, without removing anything."""
+        if enabled == self.enabled:
+            return
+        self.attributes = [(obj, name, _swap(obj, name, value)) for obj, name, value in self.attributes]
+        self.enabled = enabled
+
     def remove(self) -> None:
+        self.set_enabled(True)  # the attributes list holds the old values again
         for handle in reversed(self.handles):
             handle.remove()
         for host, name, _ in reversed(self.children):
@@ -173,8 +183,24 @@ class Injector:
         self.handles, self.children, self.attributes = [], [], []
 
 
-# Hooks are small modules-free callables holding the module they call, so deepcopy maps
-# them onto the copied module (a lambda would keep pointing at the original).
+def _swap(obj: object, name: str, value: Any) -> Any:
+    current = getattr(obj, name)
+    setattr(obj, name, value)
+    return current
+
+
+# Hooks are small callables holding the module they call, so deepcopy maps them onto the
+# copied module (a lambda would keep pointing at the original).
+class _Gate:
+    """A hook that only runs while its Injector is enabled (``petl.disabled``)."""
+
+    def __init__(self, at: Injector, hook: Callable):
+        self.at, self.hook = at, hook
+
+    def __call__(self, *args):
+        return self.hook(*args) if self.at.enabled else None
+
+
 class _OutputHook:
     def __init__(self, module):
         self.module = module

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -122,6 +123,19 @@ def merge(model: nn.Module, task: str | None = None) -> nn.Module:
         if isinstance(module, Mergeable):
             module.fold_into(host, task)
     return remove(model)
+
+
+@contextlib.contextmanager
+def disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """``with petl.disabled(model):`` the model computes without the method's modules (its
+    hooks pass through, ``model.prompts`` is None), as peft's ``disable_adapter``; base
+    parameters the preset trains in place keep their current values."""
+    at = _injection(model)
+    at.set_enabled(False)
+    try:
+        yield model
+    finally:
+        at.set_enabled(True)
 
 
 def _injection(model: nn.Module) -> Injector:
