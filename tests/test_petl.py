@@ -432,7 +432,7 @@ def test_remove_on_a_copy_leaves_the_original(bases):
     assert torch.equal(logits(twin), logits(base)) and torch.equal(logits(model), with_lora)
 
 
-@pytest.mark.parametrize("preset", ["single_lora", "adapter_task_prompts", "hyperformer"])
+@pytest.mark.parametrize("preset", ["single_lora", "adapter_task_prompts", "hyperformer", "vl_pet_small", "dora"])
 def test_disabled_runs_the_bare_model_and_switches_back(bases, preset):
     base = copy.deepcopy(bases["tiny-t5"]).eval()
     model = applied(bases, "tiny-t5", preset).eval()
