@@ -102,7 +102,7 @@ def test_matching_stage_trains_image_text_matching_alone_with_its_keys(world, tm
     assert info["objectives"] == {"itm": 32} and info["steps"] == 6
     assert info["config"]["batch_size"] == 4 and info["config"]["dropout"] == 0.0
 
-    assert main(args + common + ["--steps", "3"]) == 0  # the command line wins over `matching`
+    assert main(args + common + ["--steps", "3", "--replace"]) == 0  # the command line wins over `matching`
     assert json.loads((matching / "pretrain.json").read_text())["steps"] == 3
 
     full = tmp_path / "pretrain" / "tiny-t5"
@@ -119,5 +119,5 @@ def test_matching_stage_trains_image_text_matching_alone_with_its_keys(world, tm
     # the stage may add the two-image objective: its records pair two of the split's images
     config.write_text("pretrain:\n  steps: 50\n  batch_size: 8\n"
                       "  matching: {enabled: true, objectives: [itm, pair], steps: 4}\n")
-    assert main(args + common) == 0
+    assert main(args + common + ["--replace"]) == 0  # the finished stage of other settings: replaced
     assert json.loads((matching / "pretrain.json").read_text())["objectives"] == {"itm": 32, "pair": 32}

@@ -196,18 +196,21 @@ def test_a_task_batch_smaller_than_the_processes_is_refused():
 
     import yaml
 
+    import stand_ins
     from vladapter import experiments
+    from workflow_helpers import published_configs_home
 
     config = yaml.safe_load((REPO / "config" / "paper-image.yaml").read_text())
-    experiments.check_config(config)
-    config = copy.deepcopy(config)
-    config["train"]["batch_size"] = 32
-    config["resources"]["train"].update(gpu=8, nodes=2)
-    with pytest.raises(ConfigError, match=r"train\.batch_size: 32 gives batches of fewer rows than the 16 processes "
-                                          r"training together \(nlvr 11;.*at least 47"):
+    with stand_ins.offline_hub(published_configs_home()):  # offline, the paper's LMs in the HF cache
         experiments.check_config(config)
-    config["train"]["batch_size"] = 47
-    experiments.check_config(config)
+        config = copy.deepcopy(config)
+        config["train"]["batch_size"] = 32
+        config["resources"]["train"].update(gpu=8, nodes=2)
+        with pytest.raises(ConfigError, match=r"train\.batch_size: 32 gives batches of fewer rows than the 16 "
+                                              r"processes training together \(nlvr 11;.*at least 47"):
+            experiments.check_config(config)
+        config["train"]["batch_size"] = 47
+        experiments.check_config(config)
     # the same check in every training process (a torchrun started by hand)
     from vladapter.core.config import check_world_size
 
