@@ -6,10 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import vl_world
+from workflow_helpers import kill_at_checkpoint
 from vladapter import petl
 from vladapter.errors import ConfigError
 from vladapter.models import build_vl_model
@@ -24,8 +23,6 @@ from vladapter.petl.accounting import parameter_table
 from vladapter.petl.lst import LSTConfig
 from vladapter.petl.lst_init import fisher_importance, initialise, pruned_side_state
 from vladapter.petl.registry import Preset
-from vladapter.train.checkpoint import list_checkpoints
-from vladapter.train.workdir import work_dir
 
 torch.set_num_threads(1)
 
@@ -297,14 +294,7 @@ def test_a_resumed_lst_run_equals_an_uninterrupted_one(world, tmp_path, lm):
     assert saved and all(k.startswith(("side.", "visual.")) for k in saved)  # trained tensors only
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(train_args(world, lm, killed), env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(c.name >= "step-0000008" for c in list_checkpoints(work_dir(killed))):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "train.json").exists(), "the run finished before it could be killed"
+    kill_at_checkpoint(train_args(world, lm, killed), env(), killed)
     resumed = subprocess.run(train_args(world, lm, killed, "--resume"), check=True, env=env(),
                              capture_output=True, text=True)
     assert "resumed from step" in resumed.stdout

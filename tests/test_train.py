@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import vl_world
+from workflow_helpers import kill_at_checkpoint
 from vladapter.errors import ConfigError, TrainingError
 from vladapter.train.checkpoint import list_checkpoints
 from vladapter.core.config import TrainConfig, load_section
@@ -241,14 +242,7 @@ def assert_same_weights(a: dict, run: Path) -> None:
 def test_resume_after_kill_equals_uninterrupted_run(world, tmp_path, uninterrupted):
     common = RESUMABLE
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(train_args(world, killed, *common), env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(c.name >= "step-0000008" for c in list_checkpoints(work_dir(killed))):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "train.json").exists(), "the run finished before it could be killed"
+    kill_at_checkpoint(train_args(world, killed, *common), env(), killed)
     assert list_checkpoints(work_dir(killed)), "no checkpoint before the kill"
 
     resumed = subprocess.run(train_args(world, killed, *common, "--resume"), check=True, env=env(),

@@ -143,3 +143,21 @@ def value_release_folders(work: Path, config: dict) -> None:
     folders += [v["features"] for v in (data.get("videos") or {}).values() if "features" in v]
     for folder in folders:
         (work / folder).mkdir(parents=True, exist_ok=True)
+
+
+def kill_at_checkpoint(cmd: list[str], env: dict, run_dir: Path, step: int = 8, timeout: float = 120) -> None:
+    """Start the training ``cmd``, SIGKILL it once its work folder holds the checkpoint of
+    ``step`` (or later), and check that it had not finished: a run to resume."""
+    import signal
+    import time
+
+    from vladapter.train.checkpoint import list_checkpoints
+    from vladapter.train.workdir import work_dir
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not any(c.name >= f"step-{step:07d}" for c in list_checkpoints(work_dir(run_dir))):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (Path(run_dir) / "train.json").exists(), "the run finished before it could be killed"
