@@ -6,6 +6,9 @@ Every number that is compared is measured the same way:
 - peak CPU memory: each measurement runs in a fresh child process (`run_child`), whose
   peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is then its own, not the
   parent's or an earlier measurement's; on CUDA, `torch.cuda.max_memory_allocated`;
+- peak tensor memory on CPU: `LiveTensors` counts the bytes of every live tensor storage
+  (those that exist before, named by the caller, and every one an operator allocates until
+  it is freed): what `max_memory_allocated` counts on a GPU, without the process's runtime;
 - optimiser state: the bytes of the tensors in `optimizer.state` (`optimizer_state_bytes`).
 """
 
@@ -52,6 +55,68 @@ def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def live_tensors(**kwargs):
+    """A `LiveTensors` (defined on first use: it needs torch, the module does not)."""
+    global LiveTensors
+    if "LiveTensors" not in globals():
+        LiveTensors = _define_live_tensors()
+    return LiveTensors(**kwargs)
+
+
+def _define_live_tensors():
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_map_only
+    from torch.utils.weak import WeakIdKeyDictionary
+
+    class _LiveTensors(TorchDispatchMode):
+        """The peak of live tensor bytes while it is active, and what held them at the peak.
+
+        ``track(part, tensors)`` counts tensors that already exist (weights, optimiser
+        state, the batch) under ``part``; inside ``with``, every storage an operator creates
+        is counted under the current ``phase`` until it is freed (a weak reference's
+        callback). Views and in-place results share a counted storage and add nothing.
+        """
+
+        def __init__(self, phase: str = "ops"):
+            super().__init__()
+            self.phase = phase
+            self._storages = WeakIdKeyDictionary()  # storage -> (part, bytes, its weakref)
+            self.parts: dict[str, int] = {}
+            self.current = self.peak = 0
+            self.at_peak: dict[str, int] = {}
+
+        def track(self, part: str, tensors) -> None:
+            for t in tensors:
+                self._count(part, t)
+
+        def _count(self, part: str, t: torch.Tensor) -> None:
+            if t.device.type == "meta":
+                return
+            st = t.untyped_storage()
+            if st in self._storages:
+                return
+            size = st.nbytes()
+            ref = weakref.ref(st, lambda _, part=part, size=size: self._add(part, -size))
+            self._storages[st] = (part, size, ref)
+            self._add(part, size)
+
+        def _add(self, part: str, size: int) -> None:
+            self.parts[part] = self.parts.get(part, 0) + size
+            self.current += size
+            if self.current > self.peak:
+                self.peak, self.at_peak = self.current, dict(self.parts)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            tree_map_only(torch.Tensor, lambda t: self._count(self.phase, t), out)
+            return out
+
+    return _LiveTensors
 
 
 def optimizer_state_bytes(optimizer) -> int:

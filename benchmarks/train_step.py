@@ -7,8 +7,13 @@ synthetic batch of the paper's image-text sizes: 36 visual tokens of 2048-d (CLI
 grid), 20 text tokens, 20 caption target tokens. It reports
 
 - step time (median of --repeats after --warmup) and achieved model FLOP/s,
-- peak memory: the child's peak RSS on CPU, max allocated on CUDA (with --batch-sizes, a
-  memory-vs-batch table as well: activation memory grows with the batch, weights do not),
+- peak memory: on CUDA, torch's max_memory_allocated; on CPU, the peak of live tensor
+  bytes over one full step (torch's MemTracker: every tensor an op allocates, plus the
+  model, optimiser state and batch), split into weights, gradients, optimiser state and
+  activations/temporaries: the CPU counterpart of max_memory_allocated. The child's peak RSS
+  as well, which adds what every process holds (Python, torch, transformers, allocator
+  slack). With --batch-sizes, a memory-vs-batch table: activations grow with the batch,
+  weights do not.
 - optimiser-state bytes and the gradient bytes, and the number of frozen parameters that
   received a gradient (must be 0: frozen parameters cost nothing in the optimiser),
 
@@ -30,8 +35,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import (REPO, check, emit_result, machine_description, markdown_table, mib,  # noqa: E402
-                   optimizer_state_bytes, peak_rss_bytes, run_child, serve_steps, time_call)
+from _util import (REPO, LockstepChild, check, emit_result, live_tensors, machine_description, markdown_table,  # noqa: E402
+                   lockstep, mib, optimizer_state_bytes, peak_rss_bytes, run_child, serve_steps,
+                   time_call)
 
 IMAGE_TASKS = ["vqa", "gqa", "nlvr", "caption"]
 FULL = "full_finetuning"
@@ -127,12 +133,15 @@ def measure_model(model, args, optimizer_factory=adamw) -> dict:
                 if args.dtype == "bf16" else contextlib.nullcontext())
     rss_model = peak_rss_bytes()
 
-    def forward_backward():
+    def loss_of():
         with autocast:
             loss = model(**batch, task=args.task).loss
         if not torch.isfinite(loss):
             raise RuntimeError(f"non-finite loss {loss.item()}")
-        loss.backward()
+        return loss
+
+    def forward_backward():
+        loss_of().backward()
 
     def step():
         forward_backward()
@@ -148,6 +157,8 @@ def measure_model(model, args, optimizer_factory=adamw) -> dict:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     state_bytes = optimizer_state_bytes(optimizer)
+    # one more full step, its tensors tracked (untimed: tracking every op slows it down)
+    peak_tensors = None if cuda else peak_tensor_bytes(model, optimizer, batch, loss_of)
 
     if cuda:
         torch.cuda.synchronize()
@@ -171,9 +182,38 @@ def measure_model(model, args, optimizer_factory=adamw) -> dict:
     }
     if cuda:
         result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+    else:
+        result["peak_tensor_bytes"], result["peak_tensor_parts"] = peak_tensors
     if args.peak_tflops:
         result["mfu"] = result["flops_per_s"] / (args.peak_tflops * 1e12)
     return result
+
+
+def peak_tensor_bytes(model, optimizer, batch, loss_of) -> tuple[int, dict[str, int]]:
+    """The peak of live tensor bytes over one training step, and what held them at the peak.
+
+    Counts the tensors that exist before (weights and buffers, optimiser state, the batch)
+    and every tensor an operator allocates in the step's forward, backward (gradients,
+    activation gradients) and optimiser update until it is freed: what CUDA's
+    ``max_memory_allocated`` measures on a GPU, without the process's runtime.
+    """
+    import itertools
+
+    tracker = live_tensors()
+    tracker.track("weights", itertools.chain(model.parameters(), model.buffers()))
+    tracker.track("optimizer state", (v for s in optimizer.state.values() for v in s.values()
+                                      if hasattr(v, "untyped_storage")))
+    tracker.track("batch", batch.values())
+    with tracker:
+        tracker.phase = "forward (activations)"
+        loss = loss_of()
+        tracker.phase = "backward (gradients, temporaries)"
+        loss.backward()
+        del loss
+        tracker.phase = "optimizer update"
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return tracker.peak, tracker.at_peak
 
 
 # --------------------------------------------------------------------------- parent side
@@ -192,13 +232,35 @@ def child_argv(args, lm: str, preset: str) -> list[str]:
         value = getattr(args, opt)
         if value is not None:
             argv += [f"--{opt.replace('_', '-')}", str(value)]
-    return argv
+    return argv + (["--lockstep"] if args.lockstep else [])
+
+
+def run_lockstep(args, lm: str, presets: list[str], progress) -> list[dict]:
+    """Full fine-tuning and each other preset alive at once, stepping in turns
+    (`_util.lockstep`); each result gains ``paired_time_ratio``, the median of its per-pair
+    step-time ratios against full fine-tuning."""
+    full = LockstepChild(child_argv(args, lm, FULL))
+    results, full_times = [], []
+    try:
+        for preset in presets[1:]:
+            child = LockstepChild(child_argv(args, lm, preset))
+            try:
+                pairs = lockstep(full, child, args.repeats, progress)
+                result = child.finish()
+            finally:
+                child.kill()
+            full_times += [a for a, _ in pairs]
+            result["paired_time_ratio"] = statistics.median(b / a for a, b in pairs)
+            results.append(result)
+        return [full.finish()] + results
+    finally:
+        full.kill()
 
 
 def with_ratios(results: list[dict]) -> list[dict]:
     """Add ``*_ratio`` fields against the full fine-tuning result of the same lm."""
     full = {(r["lm"], r.get("batch_size")): r for r in results if r["preset"] == FULL}
-    memory_key = "peak_cuda_bytes" if "peak_cuda_bytes" in results[0] else "peak_rss_bytes"
+    memory_key = memory_measure(results)[0]
     out = []
     for r in results:
         f = full.get((r["lm"], r.get("batch_size")))
@@ -210,8 +272,9 @@ def with_ratios(results: list[dict]) -> list[dict]:
             # when their task's batches come; over a multi-task epoch it is the trainable
             # fraction). The gradient bytes say exactly which parameters stepped.
             r["stepped_fraction"] = r["grad_bytes"] / f["grad_bytes"]
-            r["time_ratio"] = r["step_s"] / f["step_s"]
+            r["time_ratio"] = r.get("paired_time_ratio", r["step_s"] / f["step_s"])
             r["memory_ratio"] = r[memory_key] / f[memory_key]
+            r["rss_ratio"] = r["peak_rss_bytes"] / f["peak_rss_bytes"]
             r["state_ratio"] = r["optimizer_state_bytes"] / f["optimizer_state_bytes"]
             r["flops_ratio"] = r["flops_per_step"] / f["flops_per_step"]
             r["state_ok"] = (r["frozen_params_with_grad"] == 0 and
@@ -221,25 +284,38 @@ def with_ratios(results: list[dict]) -> list[dict]:
     return out
 
 
+def memory_measure(results: list[dict]) -> tuple[str, str]:
+    """The result key of the peak memory the targets use, and its column name: CUDA's max
+    allocated, else the peak of live tensors on CPU, else (results of older runs) peak RSS."""
+    for key, name in (("peak_cuda_bytes", "peak CUDA"), ("peak_tensor_bytes", "peak tensors")):
+        if key in results[0]:
+            return key, name
+    return "peak_rss_bytes", "peak RSS"
+
+
 def table(results: list[dict]) -> str:
-    cuda = "peak_cuda_bytes" in results[0]
-    mem = "peak CUDA MiB" if cuda else "peak RSS MiB"
-    headers = ["lm", "preset", "trainable %", "stepped x", "step s", "time x", "GFLOP/s", mem, "memory x",
+    key, name = memory_measure(results)
+    rss = key != "peak_rss_bytes"
+    headers = ["lm", "preset", "trainable %", "stepped x", "step s", "time x", "GFLOP/s", f"{name} MiB", "memory x",
                "optim. state MiB", "state x", "state x = stepped x", "target"]
+    if rss:  # the whole process as well
+        headers[9:9] = ["peak RSS MiB", "RSS x"]
     if any("mfu" in r for r in results):
         headers.insert(6, "MFU")
     rows = []
     for r in results:
         targets = []
         if r["lm"] in TARGET_LMS.get(r["preset"], ()) and "time_ratio" in r:
-            for what, key, limits in (("time", "time_ratio", TARGET_TIME), ("mem", "memory_ratio", TARGET_MEMORY)):
+            for what, ratio, limits in (("time", "time_ratio", TARGET_TIME), ("mem", "memory_ratio", TARGET_MEMORY)):
                 if r["preset"] in limits:
-                    targets.append(f"{what}<={limits[r['preset']]}: {check(r[key] <= limits[r['preset']])}")
+                    targets.append(f"{what}<={limits[r['preset']]}: {check(r[ratio] <= limits[r['preset']])}")
         row = [r["lm"], r["preset"], 100 * r["trainable"] / r["total"], r.get("stepped_fraction"), r["step_s"],
                r.get("time_ratio"), r["flops_per_s"] / 1e9,
-               mib(r.get("peak_cuda_bytes", r["peak_rss_bytes"])), r.get("memory_ratio"),
+               mib(r[key]), r.get("memory_ratio"),
                mib(r["optimizer_state_bytes"]), r.get("state_ratio"),
                check(r["state_ok"]) if "state_ok" in r else "", "; ".join(targets)]
+        if rss:
+            row[9:9] = [mib(r["peak_rss_bytes"]), r.get("rss_ratio")]
         if "mfu" in headers:
             row.insert(6, r.get("mfu"))
         rows.append(row)
@@ -249,16 +325,25 @@ def table(results: list[dict]) -> str:
 def memory_table(results: list[dict]) -> str:
     """Peak memory per lm and preset (rows) at each batch size (columns), with its ratio to
     full fine-tuning at the same batch."""
-    cuda = "peak_cuda_bytes" in results[0]
-    key = "peak_cuda_bytes" if cuda else "peak_rss_bytes"
+    key, name = memory_measure(results)
     sizes = sorted({r["batch_size"] for r in results})
     cells: dict[tuple[str, str], dict[int, str]] = {}
     for r in results:
         ratio = r.get("memory_ratio")
         cells.setdefault((r["lm"], r["preset"]), {})[r["batch_size"]] = (
             f"{mib(r[key]):.0f}" + ("" if ratio is None or r["preset"] == FULL else f" ({ratio:.2f}x)"))
-    headers = ["lm", "preset"] + [f"batch {b}: peak {'CUDA' if cuda else 'RSS'} MiB (x full FT)" for b in sizes]
+    headers = ["lm", "preset"] + [f"batch {b}: {name} MiB (x full FT)" for b in sizes]
     return markdown_table(headers, [[lm, preset] + [c.get(b, "") for b in sizes] for (lm, preset), c in cells.items()])
+
+
+def peak_parts_table(results: list[dict]) -> str:
+    """What the CPU peak of live tensors holds at its moment: weights, gradients, optimiser
+    state, activations and temporaries (MiB)."""
+    rows = [r for r in results if "peak_tensor_parts" in r]
+    parts = list(dict.fromkeys(p for r in rows for p in r["peak_tensor_parts"]))
+    headers = ["lm", "preset", "batch", "peak tensors MiB"] + [f"{p} MiB" for p in parts]
+    return markdown_table(headers, [[r["lm"], r["preset"], r["batch_size"], mib(r["peak_tensor_bytes"])]
+                                    + [mib(r["peak_tensor_parts"].get(p, 0)) for p in parts] for r in rows])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -281,6 +366,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=0,
                    help="untimed steps after the probe step, which already warms up (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="timed steps; median reported (default: %(default)s)")
+    p.add_argument("--lockstep", action="store_true",
+                   help="time each preset in turns with full fine-tuning (two live processes, one step each, "
+                        "alternating): the time ratio is the median of the per-pair ratios, robust to a "
+                        "machine whose load changes (--repeats pairs)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="device peak TFLOP/s for MFU (e.g. 989 for H100 SXM bf16 dense)")
@@ -319,9 +408,17 @@ def main(argv=None) -> int:
         sizes = args.batch_sizes or [args.batch_size]
         jobs = [(lm, preset, b) for lm in args.lms for b in sizes for preset in presets]
         results = []
-        for lm, preset, b in tqdm(jobs, desc="train-step benchmark", unit="run"):
-            args.batch_size = b
-            results.append(run_child(child_argv(args, lm, preset)))
+        if args.lockstep:  # per lm and batch: full fine-tuning steps in turns with each preset
+            progress = tqdm(total=len(jobs) * args.repeats, desc="train-step benchmark (step pairs)", unit="pair")
+            for lm in args.lms:
+                for b in sizes:
+                    args.batch_size = b
+                    results += run_lockstep(args, lm, presets, progress)
+            progress.close()
+        else:
+            for lm, preset, b in tqdm(jobs, desc="train-step benchmark", unit="run"):
+                args.batch_size = b
+                results.append(run_child(child_argv(args, lm, preset)))
         machine = machine_description()
         cmd = "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = with_ratios(results)
@@ -332,6 +429,8 @@ def main(argv=None) -> int:
           f"full fine-tuning of the same lm and batch in this run.\n\n" + table(results) + "\n")
     if len(sizes) > 1:
         md += "\nPeak memory by batch size:\n\n" + memory_table(results) + "\n"
+    if "peak_tensor_parts" in results[0]:
+        md += "\nWhat the peak of live tensors holds at its moment:\n\n" + peak_parts_table(results) + "\n"
     write_json(args.out, {"machine": machine, "command": cmd.strip(), "results": results})
     write_text(args.markdown, md)
     print(md)

@@ -79,13 +79,41 @@ def test_ratios_are_against_full_finetuning_of_the_same_lm():
     assert [x["state_ok"] for x in rows] == [True, True, True, False]  # b: 0.25 state for 0.2 trainable
 
 
+def test_live_tensors_counts_what_is_alive_and_its_peak():
+    tracker = _util.live_tensors()
+    weights = torch.zeros(1000)  # 4000 bytes that exist before
+    tracker.track("weights", [weights, weights[:10]])  # a view of a counted storage adds nothing
+    with tracker:
+        tracker.phase = "a"
+        x = torch.ones(2000)                # +8000
+        y = x * 2                           # +8000: peak 20000
+        y.add_(1)                           # in place: nothing new
+        del x                               # -8000
+        tracker.phase = "b"
+        z = y[:100].clone()                 # +400
+    assert tracker.peak == 20000 and tracker.at_peak == {"weights": 4000, "a": 16000}
+    assert tracker.current == 4000 + 8000 + 400 and tracker.parts == {"weights": 4000, "a": 8000, "b": 400}
+    del y, z
+    assert tracker.current == 4000
+
+
 def test_train_step_on_tiny_bart_reports_ratios_and_frozen_parameters_cost_nothing(tmp_path):
     out = tmp_path / "train_step.json"
-    assert train_step.main(["--lms", "tiny-bart", "--presets", "single_adapter", "multiple_adapters", *TINY,
-                            "--out", str(out), "--markdown", str(tmp_path / "t.md")]) == 0
+    assert train_step.main(["--lms", "tiny-bart", "--presets", "single_adapter", "multiple_adapters", *SHAPES,
+                            "--repeats", "2", "--lockstep", "--out", str(out), "--markdown", str(tmp_path / "t.md")]) == 0
     rows = {r["preset"]: r for r in json.loads(out.read_text())["results"]}
     full, adapter = rows["full_finetuning"], rows["single_adapter"]
     assert full["trainable"] == full["total"] and full["time_ratio"] == 1.0
+    # timed in turns with full fine-tuning: the ratio is the median of the two pairs'
+    assert len(full["step_times_s"]) == 4 and len(adapter["step_times_s"]) == 2
+    assert adapter["time_ratio"] == adapter["paired_time_ratio"] > 0
+    # peak of live tensors: full fine-tuning holds weights, their gradients and AdamW's two
+    # moments at once; the adapter's optimiser holds state for its own parameters only
+    weight_bytes = 4 * full["total"]
+    assert full["peak_tensor_bytes"] >= 4 * weight_bytes - 2**20
+    assert full["peak_tensor_parts"]["optimizer state"] == full["optimizer_state_bytes"]
+    assert adapter["peak_tensor_parts"]["optimizer state"] == adapter["optimizer_state_bytes"]
+    assert adapter["memory_ratio"] == adapter["peak_tensor_bytes"] / full["peak_tensor_bytes"] < 0.7
     assert adapter["frozen_params_with_grad"] == 0
     # AdamW: two fp32 moments per trainable parameter + one fp32 step per tensor; no more
     n_tensors = (adapter["optimizer_state_bytes"] - 8 * adapter["trainable"]) / 4
