@@ -116,7 +116,7 @@ def test_paper_configs_give_the_later_methods_their_papers_recipes(repo):
         config = yaml.safe_load((repo / "config" / name).read_text())
         assert method in config["methods"][modality]
         s = job_settings(config, "train", lm=lm, modality=modality, method=method, tasks=tasks(config, modality))
-        return s["lr"], s["batch_size"]
+        return (s["lr"], s["batch_size"]) + ((s["weight_decay"],) if method == "lst" else ())
 
     for gate in ("large", "small", "middle_x", "middle_y"):  # VL-PET's scripts: BART 1e-3 / 500, T5 3e-4 / 300
         assert recipe("paper-image.yaml", "image", "facebook/bart-base", f"vl_pet_{gate}") == (1e-3, 500)
@@ -124,3 +124,9 @@ def test_paper_configs_give_the_later_methods_their_papers_recipes(repo):
     assert recipe("paper-image.yaml", "image", "facebook/bart-base", "dora") == (1e-3, 300)  # DoRA's scripts
     assert recipe("paper-video.yaml", "video", "facebook/bart-base", "dora") == (2.4e-4, 40)
     assert recipe("paper-image.yaml", "image", "t5-base", "single_adapter") == (1e-3, 500)  # the others: unchanged
+    # LST's VL script: lr 3e-3, VL-T5 batch 300 (VL-BART 500), weight decay 0.03
+    assert recipe("paper-image.yaml", "image", "t5-base", "lst") == (3e-3, 300, 0.03)
+    assert recipe("paper-image.yaml", "image", "facebook/bart-base", "lst") == (3e-3, 500, 0.03)
+    config = yaml.safe_load((repo / "config" / "paper-image.yaml").read_text())
+    assert job_settings(config, "train", lm="t5-base", modality="image", method="single_adapter",
+                        tasks=tasks(config, "image"))["weight_decay"] == 0.01

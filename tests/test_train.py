@@ -131,6 +131,13 @@ def test_lr_and_batch_size_per_method_and_per_lm(tmp_path):
     other = load_section(path, "train", TrainConfig, {"method": "single_adapter", "lm": "t5-base"})
     assert [(c.lr, c.batch_size) for c in (t5, bart, dora, other)] == [(3e-4, 300), (1e-3, 500), (1e-3, 300),
                                                                        (1e-3, 500)]
+    # LST's recipe has its own weight decay (0.03); a negative one is refused, naming the key
+    path.write_text("train:\n  steps: 3\n  weight_decay: {default: 0.01, lst: 0.03}\n")
+    lst = load_section(path, "train", TrainConfig, {"method": "lst", "lm": "t5-base"})
+    assert (lst.weight_decay, load_section(path, "train", TrainConfig, {"method": "dora"}).weight_decay) == (0.03, 0.01)
+    path.write_text("train:\n  steps: 3\n  weight_decay: {default: 0.01, lst: -0.1}\n")
+    with pytest.raises(ConfigError, match="train.weight_decay of lst: -0.1 must be"):
+        load_section(path, "train", TrainConfig, {"method": "lst"})
     path.write_text("train:\n  steps: 3\n  batch_size: {dora: 300}\n")
     with pytest.raises(ConfigError, match="train.batch_size must be a number or a mapping with a 'default'"):
         load_section(path, "train", TrainConfig, {"method": "single_adapter"})

@@ -103,7 +103,8 @@ class TrainConfig:
                   factory=lambda: dict(PAPER_LR), ref="lr", also_in=OVERRIDES, required=("train",))
     warmup_ratio: float = key(0.1, "linear warmup over this share of the steps, then linear decay to 0",
                               minimum=0, maximum=1)
-    weight_decay: float = key(0.01, "AdamW weight decay (never on biases and LayerNorm weights)", minimum=0)
+    weight_decay: Any = key(0.01, "AdamW weight decay (never on biases and LayerNorm weights); a number, or per "
+                            "method as lr (LST's recipe: 0.03)", ref="weight_decay")
     adam_eps: float = key(1e-6, "AdamW epsilon", exclusive_minimum=0, maximum=1)
     grad_clip: float = key(5.0, "gradient-norm clipping (0 = off)", minimum=0)
     dropout: float | None = key(None, "dropout probability of the backbone (null = the model config's)",
@@ -136,6 +137,10 @@ class TrainConfig:
         """The lr of this run's method (``lr`` may be one number or a per-method mapping)."""
         return float(per_method(self.lr, self.method, self.lm, "lr"))
 
+    def decay(self) -> float:
+        """The AdamW weight decay of this run's method (a number or a per-method mapping)."""
+        return float(per_method(self.weight_decay, self.method, self.lm, "weight_decay"))
+
     def base_batch_size(self) -> int:
         """The base batch of this run's method (``batch_size``: a number or a per-method mapping)."""
         value = per_method(self.batch_size, self.method, self.lm, "batch_size")
@@ -165,6 +170,9 @@ class TrainConfig:
             if not self.seeds or len(set(self.seeds)) != len(self.seeds):
                 raise ConfigError(f"{section}.seeds must list distinct seeds, got {self.seeds!r}")
         self.base_batch_size()
+        decay = self.decay()
+        if not (math.isfinite(decay) and decay >= 0):
+            raise ConfigError(f"{section}.weight_decay of {self.method}: {decay} must be a finite number >= 0, e.g. 0.01")
         lr = self.learning_rate()
         if not (math.isfinite(lr) and 0 < lr < MAX_LR):
             raise ConfigError(f"{section}.lr of {self.method}: {lr} is not a learning rate (a finite number above 0 "
@@ -408,7 +416,7 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
     - its ``video`` overrides when every task of the job is a video task,
     - its ``stage`` sub-section (``matching``: ``MATCHING_DEFAULTS`` where it is silent),
     - ``overrides`` (command-line values; None means "not given") over all of these,
-    - ``lr`` and ``batch_size`` resolved to the job's method and LM (a per-method mapping
+    - ``lr``, ``batch_size`` and ``weight_decay`` resolved to the job's method and LM (a per-method mapping
       becomes one number).
 
     The one place a stage's settings are merged: the workflow's rules (through
@@ -439,6 +447,7 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
         config.validate()
         config.lr = config.learning_rate()
         config.batch_size = config.base_batch_size()
+        config.weight_decay = config.decay()
     elif hasattr(config, "validate"):
         config.validate()
     return config
@@ -504,8 +513,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         help_ = (doc if "(default:" in doc else f"{doc} (default: {default})").replace("%", "%%")
         if "array" in types:
             parser.add_argument(flag, nargs="+", default=None, help=help_)
-        elif f.name in ("lr", "batch_size"):  # one number on the command line; per method in a config
-            parser.add_argument(flag, type=float if f.name == "lr" else int, default=None, help=help_)
+        elif f.name in ("lr", "batch_size", "weight_decay"):  # one number on the command line; per method in a config
+            parser.add_argument(flag, type=int if f.name == "batch_size" else float, default=None, help=help_)
         else:
             typ = {"integer": int, "number": float, "boolean": _yes_no}.get(types[0] if types else "", str)
             parser.add_argument(flag, type=typ, default=None, help=help_)

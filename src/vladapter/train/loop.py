@@ -90,7 +90,7 @@ def fit(model, data: dict[str, TaskData], cfg: TrainConfig, work: str | Path, *,
     if device.type == "cuda":  # TF32 matmuls and convolutions: float32 range, ~8x the throughput
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     precision = resolve_precision(cfg.precision, device)
-    optimizer = build_optimizer(model, cfg.learning_rate(), cfg.weight_decay, cfg.adam_eps,
+    optimizer = build_optimizer(model, cfg.learning_rate(), cfg.decay(), cfg.adam_eps,
                                 fused=cfg.fused_adamw and device.type == "cuda")
     scheduler = build_scheduler(optimizer, total_steps, cfg.warmup_ratio)
     params = [p for g in optimizer.param_groups for p in g["params"]]
