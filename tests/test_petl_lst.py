@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,32 @@ def test_the_backbone_encoder_reads_the_text_only_and_the_side_reads_the_image(b
         h.remove()
         assert lengths == [5, 5]  # 5 text tokens, no visual token
         assert not torch.allclose(out, other)  # the image reaches the output through the side
+
+
+@pytest.mark.parametrize("lm", LMS)
+def test_a_full_width_side_copy_with_closed_gates_computes_the_vl_backbone(bases, lm):
+    """The whole VL wiring at once: a side network of the backbone's own width (r = 1) holding
+    a copy of the backbone's blocks, with identity input, ladder and output projections and
+    closed gates (mu = 1: nothing from the text-only backbone) computes exactly what the VL
+    backbone computes on text + image: the same positions (text only), masks, visual tokens,
+    cross-attention and LM head (T5's d^-0.5 scaling, BART's final bias)."""
+    bare = copy.deepcopy(bases[lm]).eval()
+    model = lst(bases, lm, reduction_factor=1, init="random").eval()
+    state = pruned_side_state(model, {n: torch.ones_like(p) for n, p in model.lm.named_parameters()})
+    eye = torch.eye(model.d_model)
+    with torch.no_grad():
+        model.side.load_state_dict(state, strict=False)
+        for name, p in model.side.named_parameters():
+            if re.fullmatch(r"((en|de)coder\.(input|down\.\d+)|up)\.(weight|bias)", name):
+                p.copy_(eye if name.endswith("weight") else torch.zeros_like(p))
+        model.side.encoder.gates.fill_(100.0)  # mu = sigmoid(100 / T) = 1
+        model.side.decoder.gates.fill_(100.0)
+    b = batch(4)
+    b["vis_feats"] = torch.randn(2, N_VIS, FEAT)
+    with torch.no_grad():
+        assert torch.equal(model(**b, task="vqa").logits, bare(**b, task="vqa").logits)
+        model.side.decoder.gates.fill_(0.0)  # open ladders: the text-only backbone's states come in
+        assert not torch.allclose(model(**b, task="vqa").logits, bare(**b, task="vqa").logits)
 
 
 @pytest.mark.parametrize("lm", LMS)
