@@ -121,6 +121,20 @@ def test_the_backbone_encoder_reads_the_text_only_and_the_side_reads_the_image(b
         assert not torch.allclose(out, other)  # the image reaches the output through the side
 
 
+def test_the_ladder_gives_nothing_at_the_visual_positions(bases):
+    """The backbone never saw the visual tokens: its downsampled activations count as zero there
+    (BART's downsamplers have a bias: zero, not the bias), as the LST reference pads them."""
+    model = lst(bases, "tiny-bart").eval()
+    with torch.no_grad():
+        model.side.encoder.gates.fill_(-100.0)  # mu = 0: the side stream is the ladder alone
+    seen = []
+    model.side.encoder.blocks[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    b = batch(5, text=5)
+    with torch.no_grad():
+        model(**b)
+    assert seen[0][:, 5:].abs().max() == 0 and seen[0][:, :5].abs().max() > 0
+
+
 @pytest.mark.parametrize("lm", LMS)
 def test_a_full_width_side_copy_with_closed_gates_computes_the_vl_backbone(bases, lm):
     """The whole VL wiring at once: a side network of the backbone's own width (r = 1) holding

@@ -135,6 +135,13 @@ def test_lr_and_batch_size_per_method_and_per_lm(tmp_path):
     path.write_text("train:\n  steps: 3\n  weight_decay: {default: 0.01, lst: 0.03}\n")
     lst = load_section(path, "train", TrainConfig, {"method": "lst", "lm": "t5-base"})
     assert (lst.weight_decay, load_section(path, "train", TrainConfig, {"method": "dora"}).weight_decay) == (0.03, 0.01)
+    # steps per method too (null: epochs decide); a fraction is refused naming the method
+    path.write_text("train:\n  steps: {default: 300, lst: {default: 1200, tiny-bart: 900}}\n")
+    assert [load_section(path, "train", TrainConfig, {"method": m, "lm": lm}).steps
+            for m, lm in (("lst", "tiny-t5"), ("lst", "tiny-bart"), ("dora", "tiny-t5"))] == [1200, 900, 300]
+    path.write_text("train:\n  steps: {default: 300, lst: 2.5}\n")
+    with pytest.raises(ConfigError, match="train.steps of lst: 2.5 must be a whole number"):
+        load_section(path, "train", TrainConfig, {"method": "lst"})
     path.write_text("train:\n  steps: 3\n  weight_decay: {default: 0.01, lst: -0.1}\n")
     with pytest.raises(ConfigError, match="train.weight_decay of lst: -0.1 must be"):
         load_section(path, "train", TrainConfig, {"method": "lst"})

@@ -90,8 +90,8 @@ class TrainConfig:
     n_video_frames: int = key(16, "frame tokens per video clip", minimum=1)
     max_examples: int | None = key(None, "at most this many records per task (null = all); for quick runs",
                                    minimum=1)
-    steps: int | None = key(None, "optimiser steps of the run (null = epochs decide)", minimum=1,
-                            also_in=OVERRIDES)
+    steps: Any = key(None, "optimiser steps of the run (null = epochs decide); a number, or per method as lr "
+                     "({default: 300, lst: 1200})", ref="steps", also_in=OVERRIDES)
     epochs: float | None = key(10, "passes over the data when steps is null (an epoch covers every task's data "
                                "once)", exclusive_minimum=0, also_in=OVERRIDES)
     batch_size: Any = key(32, "base batch B; task t uses round(B x its batch_scale) (VQA B, GQA 100/60 B, ...); "
@@ -137,6 +137,17 @@ class TrainConfig:
         """The lr of this run's method (``lr`` may be one number or a per-method mapping)."""
         return float(per_method(self.lr, self.method, self.lm, "lr"))
 
+    def run_steps(self) -> int | None:
+        """The optimiser steps of this run's method (``steps``: null, a number or a per-method
+        mapping); None: ``epochs`` decide."""
+        value = self.steps
+        if isinstance(value, dict):
+            value = per_method(value, self.method, self.lm, "steps")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"train.steps of {self.method}: {value!r} must be a whole number >= 1 (or null: epochs "
+                              "decide)")
+        return value
+
     def decay(self) -> float:
         """The AdamW weight decay of this run's method (a number or a per-method mapping)."""
         return float(per_method(self.weight_decay, self.method, self.lm, "weight_decay"))
@@ -156,7 +167,7 @@ class TrainConfig:
                                                                              self.find_unused_parameters)
         if self.qa_target not in QA_TARGETS:
             raise ConfigError(f"{section}.qa_target must be {' or '.join(QA_TARGETS)}, got {self.qa_target!r}")
-        if not (self.steps or 0) > 0 and not (self.epochs or 0) > 0:
+        if not (self.run_steps() or 0) > 0 and not (self.epochs or 0) > 0:
             raise ConfigError(f"{section}: set steps > 0 or epochs > 0")
         if not self.tasks:
             raise ConfigError(f"{section}.tasks is empty")
@@ -416,7 +427,7 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
     - its ``video`` overrides when every task of the job is a video task,
     - its ``stage`` sub-section (``matching``: ``MATCHING_DEFAULTS`` where it is silent),
     - ``overrides`` (command-line values; None means "not given") over all of these,
-    - ``lr``, ``batch_size`` and ``weight_decay`` resolved to the job's method and LM (a per-method mapping
+    - ``lr``, ``batch_size``, ``weight_decay`` and ``steps`` resolved to the job's method and LM (a per-method mapping
       becomes one number).
 
     The one place a stage's settings are merged: the workflow's rules (through
@@ -448,6 +459,7 @@ def resolve_section(values: dict[str, Any] | None, section: str, cls: type[C],
         config.lr = config.learning_rate()
         config.batch_size = config.base_batch_size()
         config.weight_decay = config.decay()
+        config.steps = config.run_steps()
     elif hasattr(config, "validate"):
         config.validate()
     return config
@@ -513,8 +525,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         help_ = (doc if "(default:" in doc else f"{doc} (default: {default})").replace("%", "%%")
         if "array" in types:
             parser.add_argument(flag, nargs="+", default=None, help=help_)
-        elif f.name in ("lr", "batch_size", "weight_decay"):  # one number on the command line; per method in a config
-            parser.add_argument(flag, type=int if f.name == "batch_size" else float, default=None, help=help_)
+        elif f.name in ("lr", "batch_size", "weight_decay", "steps"):  # one number on the command line; per method in a config
+            parser.add_argument(flag, type=int if f.name in ("batch_size", "steps") else float, default=None, help=help_)
         else:
             typ = {"integer": int, "number": float, "boolean": _yes_no}.get(types[0] if types else "", str)
             parser.add_argument(flag, type=typ, default=None, help=help_)

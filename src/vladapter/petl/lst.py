@@ -8,6 +8,7 @@ read-only taps ("ladders")::
     for each backbone layer i with a side block:    (all of them by default; ``layers`` drops some)
         mu_i = sigmoid(alpha_i / T)                 alpha_i = 0 at init, T = 0.1
         h = mu_i * h + (1 - mu_i) * down_i(h_i)     down_i = Linear(d -> d/r), h_i = layer i's output
+                                                    (zero at the encoder's visual positions)
         h = side_block_i(h)
     logits = lm_head(up(final_norm(h)))             up = Linear(d/r -> d); T5 keeps its d^-0.5 scaling
 
@@ -140,8 +141,9 @@ class SideStack(nn.Module):
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None, taps: list[torch.Tensor],
                 encoder: torch.Tensor | None = None, encoder_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``inputs (B, S, d)`` (already embedded), ``taps[i] (B, S, d)`` of the layers in
-        ``self.layers``; a decoder cross-attends to ``encoder (B, S', d/r)``."""
+        """``inputs (B, S, d)`` (already embedded), ``taps[i] (B, S_i, d)`` of the layers in
+        ``self.layers`` (S_i <= S: the encoder's text; positions after it get zero from the
+        ladder); a decoder cross-attends to ``encoder (B, S', d/r)``."""
         from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 
         cfg = self.config
@@ -161,7 +163,10 @@ class SideStack(nn.Module):
         mu = self.mu().to(x.dtype)
         bias = cross_bias = None
         for j, block in enumerate(self.blocks):
-            x = mu[j] * x + (1 - mu[j]) * self.down[j](taps[j].to(x.dtype))
+            ladder = self.down[j](taps[j].to(x.dtype))
+            if ladder.shape[1] < x.shape[1]:  # the encoder's visual positions: the backbone never saw them
+                ladder = F.pad(ladder, (0, 0, 0, x.shape[1] - ladder.shape[1]))
+            x = mu[j] * x + (1 - mu[j]) * ladder
             if self.family == "t5":
                 x, bias, cross_bias_j = block(x, attn, bias, encoder, cross if self.is_decoder else None,
                                               cross_bias, cache=None)
@@ -257,16 +262,15 @@ class LadderSideNetwork(nn.Module):
         if not self.enabled:
             return None
         embeds, mask = self._state["embeds"], self._state["mask"]
-        total = embeds.shape[1]
         inputs = embeds
         if self.family == "bart":
             # learned positions of the text (the model's hook zeroes the rest); the input only
             # gives the shape, detached so that the frozen module builds no graph
             positions = self._backbone_positions[0](embeds[:, :, -1].detach())
             inputs = embeds + positions.to(embeds.dtype)
-        taps = [F.pad(self._taps["encoder"][i], (0, 0, 0, total - self._taps["encoder"][i].shape[1]))
-                for i in self.encoder.layers]
-        self._state["side"] = self.encoder(inputs, mask, taps)
+        # the text's taps, downsampled before the visual positions are padded with zeros (so
+        # the downsampler keeps a text-wide input for its backward, not a text + vision one)
+        self._state["side"] = self.encoder(inputs, mask, [self._taps["encoder"][i] for i in self.encoder.layers])
         self._taps["encoder"] = {}
         return None
 
