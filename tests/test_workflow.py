@@ -138,12 +138,17 @@ def test_runs_take_their_seeds_from_train_seeds_with_the_video_override():
     assert "seeds" not in experiments.job_settings(config, "pretrain", lm="tiny-t5", tasks=["pretrain"])
 
 
-def test_full_toy_config_is_the_default_with_every_preset():
+def test_full_toy_config_is_the_default_with_every_preset_and_lsts_steps():
     from vladapter.petl.registry import PRESETS
 
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     full = yaml.safe_load((REPO / "config" / "toy-full.yaml").read_text())
     assert full["methods"]["image"] == list(PRESETS)
+    # one more difference: steps per method, for methods the default does not run (LST), so a
+    # run of both files trains alike
+    steps = full["train"].pop("steps")
+    assert steps["default"] == default["train"].pop("steps")
+    assert set(steps) - {"default"} <= set(PRESETS) - set(default["methods"]["image"])
     assert {**full, "methods": None} == {**default, "methods": None}
     assert set(default["methods"]["image"]) < set(PRESETS) and default["train"]["seeds"] == [0, 1, 2]
 
