@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ CPU_ARITHMETIC = arithmetic.pin()
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO / "tests" / "fixtures" / "real"
+
+# Ctrl-C tests send SIGINT to this process and to the commands it starts: a session started in
+# the background by a non-interactive shell inherits SIGINT ignored (and its children would
+# too), so Python's own handler is set again (exec gives the children the default action)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # tests never reach the network for models
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
