@@ -14,6 +14,7 @@ Every number that is compared is measured the same way:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -58,14 +59,12 @@ def peak_rss_bytes() -> int:
 
 
 def live_tensors(**kwargs):
-    """A `LiveTensors` (defined on first use: it needs torch, the module does not)."""
-    global LiveTensors
-    if "LiveTensors" not in globals():
-        LiveTensors = _define_live_tensors()
-    return LiveTensors(**kwargs)
+    """A new `_LiveTensors` (the class is built on first use: it needs torch, this module does not)."""
+    return _live_tensors_class()(**kwargs)
 
 
-def _define_live_tensors():
+@functools.cache
+def _live_tensors_class():
     import weakref
 
     import torch
@@ -85,7 +84,7 @@ def _define_live_tensors():
         def __init__(self, phase: str = "ops"):
             super().__init__()
             self.phase = phase
-            self._storages = WeakIdKeyDictionary()  # storage -> (part, bytes, its weakref)
+            self._storages = WeakIdKeyDictionary()  # storage -> the weak reference that uncounts it
             self.parts: dict[str, int] = {}
             self.current = self.peak = 0
             self.at_peak: dict[str, int] = {}
@@ -101,8 +100,7 @@ def _define_live_tensors():
             if st in self._storages:
                 return
             size = st.nbytes()
-            ref = weakref.ref(st, lambda _, part=part, size=size: self._add(part, -size))
-            self._storages[st] = (part, size, ref)
+            self._storages[st] = weakref.ref(st, lambda _, part=part, size=size: self._add(part, -size))
             self._add(part, size)
 
         def _add(self, part: str, size: int) -> None:
